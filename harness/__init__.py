@@ -1,0 +1,1 @@
+"""The other side of the counter: a virtual mobile app, a mock backend, and the world."""

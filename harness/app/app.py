@@ -1,0 +1,269 @@
+"""The invoicing app's mobile client, as its user lives it (help article flows).
+
+Everything shown to the user is French and goes through :meth:`InvoicingApp.show`, so tests and
+the demo read exactly what a technician would read on the phone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from harness.app.backend_client import BackendClient, BackendError, BackendUnreachable
+from harness.app.phone import PhoneError, TerminalLink, VirtualPhone
+from simulator.protocol.messages import (
+    AuthorisationRequest,
+    AuthorisationResponse,
+    CommandAccepted,
+    DiagnosisRequest,
+    DiagnosisResponse,
+    DisplayUpdate,
+    Error,
+    Event,
+    PaymentRequest,
+    PaymentResponse,
+)
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+MENU_TERMINALS = "Terminaux de Paiement (TPE)"
+MENU_BILLING = "Facturation"
+BUTTON_PAY_BY_CARD = "Déclencher un paiement par carte via le terminal"
+
+#: (stage, French text) for every step of a flow: the demo prints them as they happen.
+StageListener = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class AppTimeouts:
+    scan: float = 30.0
+    connect: float = 10.0
+    terminal_reply: float = 10.0  # a command's immediate answer
+    payment: float = 180.0  # card presentation + PIN + authorisation, as the terminal allows
+
+
+@dataclass
+class PaymentOutcome:
+    invoice_number: str
+    result: str  # approved | declined | aborted
+    message: str
+    response_code: str | None = None
+    authorisation_code: str | None = None
+    brand: str | None = None
+    masked_pan: str | None = None
+    receipt: list[str] = field(default_factory=list)
+    invoice: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AssociatedTerminal:
+    name: str
+    serial: str
+    model: str
+    firmware: str
+    battery: int
+
+
+class InvoicingApp:
+    def __init__(
+        self,
+        phone: VirtualPhone,
+        backend: BackendClient,
+        timeouts: AppTimeouts | None = None,
+    ) -> None:
+        self.phone = phone
+        self.backend = backend
+        self.timeouts = timeouts or AppTimeouts()
+        self.screen: list[str] = []
+        self.terminal: AssociatedTerminal | None = None
+        self.link: TerminalLink | None = None
+        self.listeners: list[StageListener] = []
+
+    def show(self, stage: str, text: str) -> None:
+        """Display ``text`` to the user and tell the listeners which ``stage`` it is."""
+        self.screen.append(text)
+        log.info("app[%s] %s", stage, text)
+        for listener in self.listeners:
+            listener(stage, text)
+
+    # ------------------------------------------------------------------ association
+    async def associate_terminal(self) -> AssociatedTerminal:
+        """Menu "Terminaux de Paiement (TPE)": find, pair and register the terminal."""
+        self.show("menu", f"Menu › {MENU_TERMINALS}")
+        if not self.phone.bluetooth_on:
+            raise self._fail(PhoneError("bluetooth_off", "Activez le Bluetooth du téléphone."))
+        if not self.phone.location_on:
+            raise self._fail(PhoneError("location_off", "Activez la localisation (GPS)."))
+        self.show("scan", "Recherche des terminaux à proximité…")
+        try:
+            found = await self.phone.scan(self.timeouts.scan)
+            self.show("found", f"Terminal trouvé : {found.name} (signal {found.rssi} dBm)")
+            link = await self.phone.connect(found, self.timeouts.connect)
+        except PhoneError as error:
+            raise self._fail(error) from None
+        self.link = link
+        self.show("paired", f"Terminal {found.name} appairé (code {self.phone.last_pairing_code})")
+        await link.send(DiagnosisRequest())
+        info = await self._reply_to(link, expect=DiagnosisResponse)
+        self.terminal = AssociatedTerminal(
+            found.name, info.serial, info.model, info.firmware, info.battery
+        )
+        try:
+            await self.backend.register_terminal(info.serial, info.model, info.firmware)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        self.show("associated", f"Terminal {info.serial} associé à votre compte")
+        return self.terminal
+
+    # ------------------------------------------------------------------ payment
+    async def pay_invoice(self, number: str) -> PaymentOutcome:
+        """Facturation › invoice › "Déclencher un paiement par carte via le terminal"."""
+        self.show("menu", f"Menu › {MENU_BILLING} › facture {number}")
+        try:
+            invoice = await self.backend.invoice(number)
+            settings = await self.backend.billing_settings()
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        if not settings.get("tpe_enabled"):
+            raise self._fail(
+                PhoneError(
+                    "tpe_disabled",
+                    "Le paiement par TPE n'est pas activé dans le module Facturation.",
+                )
+            )
+        if self.link is None or self.terminal is None:
+            self.show("association", "Aucun terminal associé : association en cours…")
+            await self.associate_terminal()
+        assert self.link is not None
+        assert self.terminal is not None
+        link = self.link
+        self.show("button", BUTTON_PAY_BY_CARD)
+        try:
+            payment = await self.backend.create_payment(number, self.terminal.serial)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        transaction_id = str(payment["transaction_id"])
+        amount = int(payment["amount_cents"])
+        self.show(
+            "amount_sent",
+            f"Montant de {_euros(amount)} transmis au terminal (facture {invoice['number']})",
+        )
+        await link.send(
+            PaymentRequest(
+                transaction_id=transaction_id,
+                amount=amount,
+                currency=str(payment["currency"]),
+                reference=number,
+            )
+        )
+        await self._reply_to(link, expect=CommandAccepted)
+        final = await self._run_payment(link, str(payment["payment_id"]), transaction_id)
+        try:
+            await self.backend.report_result(
+                str(payment["payment_id"]), transaction_id, final.result
+            )
+            invoice = await self.backend.invoice(number)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        outcome = PaymentOutcome(
+            invoice_number=number,
+            result=final.result,
+            message=final.message,
+            response_code=final.response_code,
+            authorisation_code=final.authorisation_code,
+            brand=final.brand,
+            masked_pan=final.masked_pan,
+            receipt=list(final.receipt),
+            invoice=invoice,
+        )
+        if final.result == "approved" and invoice.get("status") == "paid":
+            self.show("paid", f"Paiement accepté : facture {number} payée")
+        elif final.result == "approved":
+            self.show(
+                "partial", f"Paiement accepté : reste dû {_euros(invoice['balance_due_cents'])}"
+            )
+        else:
+            self.show("failed", f"Paiement non abouti : {final.message}")
+        return outcome
+
+    async def _run_payment(
+        self, link: TerminalLink, payment_id: str, transaction_id: str
+    ) -> PaymentResponse:
+        """Relay between terminal and processor until the terminal gives its final word."""
+        while True:
+            event = await link.next_event(self.timeouts.payment)
+            match event:
+                case DisplayUpdate():
+                    self.show("terminal_screen", "Terminal : " + " / ".join(event.lines))
+                case AuthorisationRequest() if event.transaction_id == transaction_id:
+                    self.show("card_read", f"Carte lue : {event.brand} {event.masked_pan}")
+                    answer = await self._authorise(payment_id, event)
+                    await link.send(answer)
+                    await self._reply_to(link, expect=CommandAccepted)
+                case PaymentResponse() if event.transaction_id == transaction_id:
+                    return event
+                case _:
+                    log.debug("ignored event during payment: %r", event)
+
+    async def _authorise(
+        self, payment_id: str, request: AuthorisationRequest
+    ) -> AuthorisationResponse:
+        self.show("authorisation", "Demande d'autorisation envoyée à la banque…")
+        try:
+            decision = await self.backend.authorise(
+                payment_id,
+                {
+                    "transaction_id": request.transaction_id,
+                    "amount_cents": request.amount,
+                    "currency": request.currency,
+                    "entry_mode": request.entry_mode,
+                    "brand": request.brand,
+                    "masked_pan": request.masked_pan,
+                    "card_data": request.card_data,
+                    "emv": request.emv,
+                },
+            )
+        except BackendUnreachable:
+            return AuthorisationResponse(
+                transaction_id=request.transaction_id,
+                response_code="91",
+                message="Serveur injoignable",
+            )
+        except BackendError as error:
+            return AuthorisationResponse(
+                transaction_id=request.transaction_id, response_code="96", message=error.message
+            )
+        self.show("authorised", f"Réponse de la banque : {decision['message']}")
+        return AuthorisationResponse(
+            transaction_id=request.transaction_id,
+            response_code=str(decision["response_code"]),
+            authorisation_code=decision.get("authorisation_code"),
+            message=str(decision.get("message", "")),
+        )
+
+    async def _reply_to(self, link: TerminalLink, expect: type[E]) -> E:
+        """The terminal's answer to the last command sent; an Error becomes a PhoneError."""
+        sent_id = link.sent[-1].id
+        while True:
+            event = await link.next_event(self.timeouts.terminal_reply)
+            if isinstance(event, DisplayUpdate):
+                self.show("terminal_screen", "Terminal : " + " / ".join(event.lines))
+                continue
+            if isinstance(event, Error) and event.in_reply_to in (sent_id, None):
+                raise self._fail(PhoneError(event.code, event.message))
+            if isinstance(event, expect) and getattr(event, "in_reply_to", None) == sent_id:
+                return event
+            log.debug("ignored event while waiting for a reply: %r", event)
+
+    def _fail(self, error: PhoneError) -> PhoneError:
+        self.show("error", error.message)
+        return error
+
+
+def _euros(cents: int) -> str:
+    euros, rest = divmod(int(cents), 100)
+    return f"{euros},{rest:02d} €"

@@ -1,0 +1,95 @@
+"""The app's HTTP client for the invoicing backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+
+class BackendError(Exception):
+    """The backend refused a request; ``message`` is French, for the user."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class BackendUnreachable(BackendError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(0, "backend_unreachable", "Serveur injoignable : vérifiez la connexion.")
+        self.detail = detail
+
+
+class BackendClient:
+    """JSON over HTTP; one ``aiohttp.ClientSession`` per app."""
+
+    def __init__(self, base_url: str, timeout: float = 15.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(
+                method, f"{self.base_url}{path}", json=body
+            ) as response:
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendUnreachable(repr(exc)) from exc
+        if response.status >= 400:
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            raise BackendError(
+                response.status,
+                str(error.get("code", "http_error")),
+                str(error.get("message", f"Erreur du serveur ({response.status})")),
+            )
+        return data
+
+    # ------------------------------------------------------------------ endpoints
+    async def billing_settings(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/billing/settings")
+        return result
+
+    async def invoice(self, number: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/api/invoices/{number}")
+        return result
+
+    async def create_payment(self, number: str, terminal_serial: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/api/invoices/{number}/payments",
+            {"method": "tpe", "terminal_serial": terminal_serial},
+        )
+        return result
+
+    async def authorise(self, payment_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/payments/{payment_id}/authorisation", request
+        )
+        return result
+
+    async def report_result(
+        self, payment_id: str, transaction_id: str, result: str
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request(
+            "POST",
+            f"/api/payments/{payment_id}/result",
+            {"transaction_id": transaction_id, "result": result},
+        )
+        return answer
+
+    async def register_terminal(self, serial: str, model: str, firmware: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", "/api/terminals", {"serial": serial, "model": model, "firmware": firmware}
+        )
+        return result

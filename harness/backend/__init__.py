@@ -1,0 +1,22 @@
+"""Mock invoicing backend and card processor, served over loopback HTTP for the harness."""
+
+from __future__ import annotations
+
+from harness.backend.processor import AuthorisationRequest, Decision, IssuerCard, Processor
+from harness.backend.seed import empty_store, load_processor, seed_store
+from harness.backend.server import BackendServer, RequestRecord
+from harness.backend.store import BackendError, BackendStore
+
+__all__ = [
+    "AuthorisationRequest",
+    "BackendError",
+    "BackendServer",
+    "BackendStore",
+    "Decision",
+    "IssuerCard",
+    "Processor",
+    "RequestRecord",
+    "empty_store",
+    "load_processor",
+    "seed_store",
+]

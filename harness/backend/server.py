@@ -1,0 +1,477 @@
+"""The mock invoicing backend as a real HTTP server on 127.0.0.1 (aiohttp).
+
+:class:`BackendServer` owns the ``web.Application``, binds the routes to its methods, listens on
+an ephemeral port and keeps the last exchanges in :attr:`BackendServer.request_log` so that a
+failing scenario can show what the phone asked and what it was told. Every error, including
+unknown routes and unexpected exceptions, is answered as JSON::
+
+    {"error": {"code": "invoice_not_found", "message": "Facture F-2026-0099 introuvable."}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import string
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from harness.backend.processor import AuthorisationRequest, Processor
+from harness.backend.store import (
+    TERMINAL_RESULTS,
+    BackendError,
+    BackendStore,
+    Customer,
+    Invoice,
+    Payment,
+    Terminal,
+    TerminalResult,
+    invalid_field,
+)
+from simulator.protocol.carddata import CardDataError
+
+logger = logging.getLogger(__name__)
+
+ERROR_STATUS: Mapping[str, int] = {
+    "invalid_json": 400,
+    "tpe_disabled": 403,
+    "not_found": 404,
+    "customer_not_found": 404,
+    "invoice_not_found": 404,
+    "payment_not_found": 404,
+    "method_not_allowed": 405,
+    "already_authorised": 409,
+    "invoice_already_paid": 409,
+    "not_authorised": 409,
+    "result_conflict": 409,
+    "terminal_not_associated": 409,
+    "transaction_mismatch": 409,
+    "amount_mismatch": 422,
+    "card_data_invalid": 422,
+    "invalid_amount": 422,
+    "invalid_field": 422,
+    "internal_error": 500,
+}
+INVOICE_STATUSES = ("unpaid", "paid", "partially_paid")
+LOGGED_BODY_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One exchange with the backend, as kept in the request log."""
+
+    method: str
+    path: str
+    status: int
+    request_body: str
+    response_body: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.method} {self.path} -> {self.status}\n"
+            f"  > {self.request_body or '(no body)'}\n  < {self.response_body}"
+        )
+
+
+class BackendServer:
+    """The invoicing backend and card processor, served over loopback HTTP."""
+
+    def __init__(
+        self,
+        store: BackendStore,
+        processor: Processor,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        request_log_size: int = 50,
+    ) -> None:
+        self.store = store
+        self.processor = processor
+        self.request_log: deque[RequestRecord] = deque(maxlen=request_log_size)
+        self._now = now
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self.app = web.Application(middlewares=[_exchange_middleware])
+        self.app[BACKEND] = self
+        self.app.add_routes(
+            [
+                web.get("/api/billing/settings", self.get_billing_settings),
+                web.put("/api/billing/settings", self.put_billing_settings),
+                web.get("/api/terminals", self.list_terminals),
+                web.post("/api/terminals", self.associate_terminal),
+                web.get("/api/customers", self.list_customers),
+                web.get("/api/customers/{customer_id}", self.get_customer),
+                web.get("/api/invoices", self.list_invoices),
+                web.get("/api/invoices/{number}", self.get_invoice),
+                web.post("/api/invoices/{number}/payments", self.create_payment),
+                web.get("/api/payments/{payment_id}", self.get_payment),
+                web.post("/api/payments/{payment_id}/authorisation", self.authorise_payment),
+                web.post("/api/payments/{payment_id}/result", self.record_result),
+            ]
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on ``host:port`` (an ephemeral port by default). One start per instance."""
+        if self._runner is not None:
+            raise RuntimeError("BackendServer is already started")
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        host, port = runner.addresses[0][:2]
+        self._runner = runner
+        self._url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Close the listening socket and open connections, then clean the application up."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> BackendServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:41234``; available once started."""
+        if self._url is None:
+            raise RuntimeError("BackendServer has not been started")
+        return self._url
+
+    def format_request_log(self) -> str:
+        """The last exchanges, oldest first, for a failure report."""
+        return "\n".join(str(record) for record in self.request_log) or "(no request)"
+
+    # -- billing settings and terminals --------------------------------------------------------
+
+    async def get_billing_settings(self, request: web.Request) -> web.Response:
+        return web.json_response({"tpe_enabled": self.store.billing.tpe_enabled})
+
+    async def put_billing_settings(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        enabled = body.get("tpe_enabled")
+        if not isinstance(enabled, bool):
+            raise invalid_field("tpe_enabled")
+        self.store.billing.tpe_enabled = enabled
+        return web.json_response({"tpe_enabled": enabled})
+
+    async def list_terminals(self, request: web.Request) -> web.Response:
+        terminals = [terminal_json(t) for t in self.store.terminals.values()]
+        return web.json_response({"terminals": terminals})
+
+    async def associate_terminal(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        terminal, created = self.store.associate_terminal(
+            serial=_text(body, "serial"),
+            model=_text(body, "model"),
+            firmware=_text(body, "firmware"),
+            now=self._now(),
+        )
+        return web.json_response(terminal_json(terminal), status=201 if created else 200)
+
+    # -- customers and invoices ------------------------------------------------------------
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        customers = [customer_json(c) for c in self.store.customers.values()]
+        return web.json_response({"customers": customers})
+
+    async def get_customer(self, request: web.Request) -> web.Response:
+        customer = self.store.customer(request.match_info["customer_id"])
+        invoices = [i.number for i in self.store.invoices.values() if i.customer_id == customer.id]
+        return web.json_response({**customer_json(customer), "invoices": invoices})
+
+    async def list_invoices(self, request: web.Request) -> web.Response:
+        status = request.query.get("status")
+        if status is not None and status not in INVOICE_STATUSES:
+            raise invalid_field("status")
+        invoices = [
+            invoice_json(self.store, invoice)
+            for invoice in self.store.invoices.values()
+            if status is None or invoice.status == status
+        ]
+        return web.json_response({"invoices": invoices})
+
+    async def get_invoice(self, request: web.Request) -> web.Response:
+        invoice = self.store.invoice(request.match_info["number"])
+        return web.json_response(invoice_json(self.store, invoice))
+
+    # -- card payments -----------------------------------------------------------------------
+
+    async def create_payment(self, request: web.Request) -> web.Response:
+        invoice = self.store.invoice(request.match_info["number"])
+        body = await _json_object(request)
+        if body.get("method") != "tpe":
+            raise invalid_field("method")
+        payment = self.store.start_tpe_payment(
+            invoice.number,
+            amount_cents=body.get("amount_cents"),  # checked by the store: invalid_amount
+            terminal_serial=_text(body, "terminal_serial"),
+            now=self._now(),
+        )
+        return web.json_response(
+            {
+                "payment_id": payment.id,
+                "transaction_id": payment.transaction_id,
+                "amount_cents": payment.amount_cents,
+                "currency": payment.currency,
+                "reference": payment.invoice_number,
+                "status": payment.status,
+            },
+            status=201,
+        )
+
+    async def get_payment(self, request: web.Request) -> web.Response:
+        return web.json_response(payment_json(self.store.payment(request.match_info["payment_id"])))
+
+    async def authorise_payment(self, request: web.Request) -> web.Response:
+        payment = self.store.payment(request.match_info["payment_id"])
+        body = await _json_object(request)
+        authorisation = AuthorisationRequest(
+            transaction_id=_text(body, "transaction_id"),
+            amount_cents=_integer(body, "amount_cents"),
+            currency=_text(body, "currency"),
+            entry_mode=_text(body, "entry_mode"),
+            brand=_text(body, "brand"),
+            card_data=_required(body, "card_data"),
+            emv=_emv(body),
+        )
+        try:
+            payment, decision = self.store.authorise(
+                payment.id, authorisation, self.processor, now=self._now()
+            )
+        except CardDataError as exc:
+            logger.info("card data refused for %s: %s", payment.id, exc)
+            raise BackendError(
+                "card_data_invalid",
+                "Les données de carte sont illisibles ou ont été altérées.",
+                field="card_data",
+            ) from exc
+        return web.json_response(
+            {
+                "transaction_id": payment.transaction_id,
+                "response_code": decision.response_code,
+                "approved": decision.approved,
+                "authorisation_code": payment.authorisation_code,
+                "message": decision.message,
+            }
+        )
+
+    async def record_result(self, request: web.Request) -> web.Response:
+        payment = self.store.payment(request.match_info["payment_id"])
+        body = await _json_object(request)
+        result = body.get("result")
+        if result not in TERMINAL_RESULTS:
+            raise invalid_field("result")
+        terminal_result: TerminalResult = result
+        payment = self.store.record_result(
+            payment.id, _text(body, "transaction_id"), terminal_result, now=self._now()
+        )
+        invoice = self.store.invoice(payment.invoice_number)
+        return web.json_response(
+            {"payment": payment_json(payment), "invoice": invoice_json(self.store, invoice)}
+        )
+
+    # -- request log ---------------------------------------------------------------------------
+
+    async def record_exchange(self, request: web.Request, response: web.StreamResponse) -> None:
+        try:
+            request_body = await request.text() if request.body_exists else ""
+        except (web.HTTPException, UnicodeDecodeError):
+            request_body = "(unreadable)"
+        response_body = ""
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            response_body = response.body.decode("utf-8", errors="replace")
+        self.request_log.append(
+            RequestRecord(
+                method=request.method,
+                path=request.path_qs,
+                status=response.status,
+                request_body=request_body[:LOGGED_BODY_LIMIT],
+                response_body=response_body[:LOGGED_BODY_LIMIT],
+            )
+        )
+
+
+BACKEND = web.AppKey("backend", BackendServer)
+
+
+@web.middleware
+async def _exchange_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error, then log the exchange."""
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except BackendError as exc:
+        response = error_response(exc.code, exc.message, field=exc.field)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            response = error_response("not_found", "Ressource introuvable.")
+        elif exc.status == 405:
+            response = error_response("method_not_allowed", "Méthode non autorisée.")
+        else:
+            response = web.json_response(
+                {"error": {"code": "http_error", "message": exc.reason}}, status=exc.status
+            )
+    except Exception:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        response = error_response("internal_error", "Erreur interne du serveur.")
+    await request.app[BACKEND].record_exchange(request, response)
+    return response
+
+
+def error_response(code: str, message: str, *, field: str | None = None) -> web.Response:
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=ERROR_STATUS.get(code, 400))
+
+
+# -- request bodies -------------------------------------------------------------------------
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BackendError(
+            "invalid_json", "Le corps de la requête n'est pas un JSON valide."
+        ) from None
+    if not isinstance(body, dict):
+        raise BackendError("invalid_json", "Le corps de la requête doit être un objet JSON.")
+    return body
+
+
+def _required(body: Mapping[str, Any], name: str) -> Any:
+    if body.get(name) is None:
+        raise invalid_field(name)
+    return body[name]
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_field(name)
+    return value
+
+
+def _integer(body: Mapping[str, Any], name: str) -> int:
+    value = body.get(name)
+    if type(value) is not int:
+        raise invalid_field(name)
+    return value
+
+
+def _emv(body: Mapping[str, Any]) -> dict[str, str]:
+    emv = body.get("emv", {})
+    if not isinstance(emv, dict) or not all(
+        isinstance(tag, str)
+        and isinstance(value, str)
+        and len(value) % 2 == 0
+        and all(c in string.hexdigits for c in value)
+        for tag, value in emv.items()
+    ):
+        raise invalid_field("emv")
+    return emv
+
+
+# -- JSON views -----------------------------------------------------------------------------
+
+
+def customer_json(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "address": customer.address,
+        "postcode": customer.postcode,
+        "city": customer.city,
+        "email": customer.email,
+        "phone": customer.phone,
+    }
+
+
+def payment_json(payment: Payment) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "invoice_number": payment.invoice_number,
+        "method": payment.method,
+        "status": payment.status,
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+        "transaction_id": payment.transaction_id,
+        "terminal_serial": payment.terminal_serial,
+        "entry_mode": payment.entry_mode,
+        "brand": payment.brand,
+        "masked_pan": payment.masked_pan,
+        "response_code": payment.response_code,
+        "authorisation_code": payment.authorisation_code,
+        "terminal_result": payment.terminal_result,
+        "created_at": payment.created_at.isoformat(),
+        "updated_at": payment.updated_at.isoformat(),
+    }
+
+
+def invoice_json(store: BackendStore, invoice: Invoice) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "customer_id": invoice.customer_id,
+        "customer": customer_json(store.customer(invoice.customer_id)),
+        "issue_date": invoice.issue_date.isoformat(),
+        "due_date": invoice.due_date.isoformat(),
+        "amount_cents": invoice.amount_cents,
+        "balance_due_cents": invoice.balance_due_cents,
+        "currency": invoice.currency,
+        "status": invoice.status,
+        "lines": [
+            {
+                "label": line.label,
+                "quantity": line.quantity,
+                "unit_price_cents": line.unit_price_cents,
+                "total_cents": line.total_cents,
+            }
+            for line in invoice.lines
+        ],
+        "payments": [payment_json(p) for p in invoice.payments],
+        "attempts": [
+            {
+                "payment_id": attempt.payment_id,
+                "at": attempt.at.isoformat(),
+                "amount_cents": attempt.amount_cents,
+                "outcome": attempt.outcome,
+                "response_code": attempt.response_code,
+            }
+            for attempt in invoice.attempts
+        ],
+    }
+
+
+def terminal_json(terminal: Terminal) -> dict[str, Any]:
+    return {
+        "serial": terminal.serial,
+        "model": terminal.model,
+        "firmware": terminal.firmware,
+        "associated_at": terminal.associated_at.isoformat(),
+    }

@@ -1,0 +1,114 @@
+"""``tpe-sim``: the command line.
+
+``tpe-sim demo`` runs the main job outside pytest: a technician pays an unpaid invoice by
+contactless card through the virtual terminal, and every stage is printed as it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from harness.app import PhoneError
+from harness.rig import World, WorldConfig, WorldTimeout
+from simulator.cards import CatalogueError
+from simulator.terminal import CONTACTLESS_CEILING, ProfileError, format_amount
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="tpe-sim", description="Virtual Bluetooth LE payment terminal and test harness."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo", help="pay an unpaid invoice by contactless card, end to end, and print each stage"
+    )
+    demo.add_argument("--card", default="visa", help="catalogue card to tap (default: visa)")
+    demo.add_argument("--invoice", help="invoice number (default: the first unpaid ≤ 50 €)")
+    demo.add_argument("--seed", type=int, help="Faker seed for customers and invoices")
+    demo.add_argument(
+        "--wait", type=float, default=4.0, help="seconds the customer takes to tap (loop time)"
+    )
+    demo.add_argument(
+        "--realtime", action="store_true", help="run on the wall clock instead of virtual time"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "demo":
+        return demo_command(args)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    try:
+        world = World(WorldConfig(seed=args.seed, fast=not args.realtime))
+    except (CatalogueError, ProfileError, OSError) as error:
+        print(f"tpe-sim: cannot load the fixtures: {error}", file=sys.stderr)
+        return 2
+    try:
+        world.open()
+        return _run_demo(world, args)
+    except (PhoneError, WorldTimeout) as error:
+        print(f"\n✗ ÉCHEC : {error}", file=sys.stderr)
+        return 1
+    finally:
+        world.close()
+
+
+def _run_demo(world: World, args: argparse.Namespace) -> int:
+    def stage(name: str, text: str) -> None:
+        print(f"[{world.loop_elapsed:7.3f} s]  {text}")
+
+    world.app.listeners.append(stage)
+    if args.card not in world.catalogue:
+        print(f"tpe-sim: unknown card {args.card!r}; known: {', '.join(world.catalogue)}")
+        return 2
+    if args.invoice:
+        number = args.invoice
+    else:
+        candidates = [
+            inv
+            for inv in world.store.invoices.values()
+            if inv.status == "unpaid" and inv.balance_due_cents <= CONTACTLESS_CEILING
+        ]
+        if not candidates:
+            print("tpe-sim: no unpaid invoice of at most 50 € in the seeded data", file=sys.stderr)
+            return 1
+        number = candidates[0].number
+    invoice = world.store.invoices.get(number)
+    customer = world.store.customers.get(invoice.customer_id) if invoice else None
+    print("tpe-sim demo — paiement d'une facture par carte sans contact\n")
+    if invoice and customer:
+        print(
+            f"Facture {number} de {customer.name} : "
+            f"{format_amount(invoice.balance_due_cents)} à régler ({invoice.status})\n"
+        )
+    world.associate()
+    world.start_payment(number)
+    card = world.catalogue[args.card]
+    print(f"[{world.loop_elapsed:7.3f} s]  (le client sort sa carte {card.brand} …)")
+    world.wait(args.wait)
+    print(f"[{world.loop_elapsed:7.3f} s]  Le client approche sa carte du terminal")
+    world.tap(args.card)
+    outcome = world.finish_payment()
+    if outcome.receipt:
+        print("\n  ---- ticket client ----")
+        for line in outcome.receipt:
+            print(f"  {line:^22}")
+        print("  -----------------------")
+    status = outcome.invoice.get("status")
+    print(
+        f"\nRésultat : {outcome.message} — facture {number} : {status}"
+        f"\nTemps simulé {world.loop_elapsed:.3f} s, temps réel {world.wall_elapsed:.3f} s"
+    )
+    return 0 if outcome.result == "approved" and status == "paid" else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

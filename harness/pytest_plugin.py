@@ -1,0 +1,112 @@
+"""pytest plugin (entry point ``pytest11``): the ``world`` fixture, options, step library,
+timing summary and failure reports.
+
+Fixtures are thin wrappers over :class:`harness.rig.World`, which scripts and the CLI use too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.fixtures import fixtures_dir
+from harness.rig import World, WorldConfig
+
+STEP_MODULES = ("harness.steps.paiement",)
+_WORLD_KEY = pytest.StashKey[World]()
+_TIMINGS_KEY = pytest.StashKey[list[tuple[str, float, float]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tpe-sim", "tpe-sim virtual terminal worlds")
+    group.addoption(
+        "--tpe-seed",
+        type=int,
+        default=None,
+        help="Faker seed for the generated customers and invoices (default: fixtures' seed)",
+    )
+    group.addoption(
+        "--tpe-realtime",
+        action="store_true",
+        help="run worlds on the wall clock instead of virtual time (slow; for debugging)",
+    )
+    group.addoption(
+        "--tpe-fixtures",
+        type=Path,
+        default=None,
+        help="folder holding cards.yaml, terminals.yaml and merchant.yaml",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for module in STEP_MODULES:
+        config.pluginmanager.import_plugin(module)
+    config.stash[_TIMINGS_KEY] = []
+
+
+@pytest.fixture
+def world_config(request: pytest.FixtureRequest) -> WorldConfig:
+    """The configuration of the test's world; override this fixture to change it."""
+    option = request.config.getoption
+    return WorldConfig(
+        fixtures=option("--tpe-fixtures") or fixtures_dir(),
+        seed=option("--tpe-seed"),
+        fast=not option("--tpe-realtime"),
+    )
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, world_config: WorldConfig) -> Iterator[World]:
+    """A running world (terminal, phone, backend on one loop), closed after the test."""
+    the_world = World(world_config)
+    the_world.open()
+    request.node.stash[_WORLD_KEY] = the_world
+    try:
+        yield the_world
+    finally:
+        loop_s, wall_s = the_world.loop_elapsed, the_world.wall_elapsed
+        the_world.close()
+        request.node.user_properties.append(("loop_seconds", round(loop_s, 6)))
+        request.node.user_properties.append(("wall_seconds", round(wall_s, 6)))
+        request.config.stash[_TIMINGS_KEY].append((request.node.nodeid, loop_s, wall_s))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    the_world = item.stash.get(_WORLD_KEY, None)
+    if the_world is not None and report.failed:
+        report.sections.append(("tpe-sim world", failure_report(the_world)))
+    return report
+
+
+def failure_report(world: World) -> str:
+    """What a developer needs when a scenario fails: screens, messages, backend requests."""
+    engine = world.terminal.engine
+    parts = [f"state: {engine.state.value}   loop time: {world.loop_elapsed:.3f} s", ""]
+    parts.append("terminal screen history:")
+    parts += [f"  {shot}" for shot in engine.screen.history]
+    parts.append("last commands received by the terminal:")
+    parts += [f"  {cmd!r}" for cmd in world.terminal.commands_received[-10:]]
+    parts.append("last events sent by the terminal:")
+    parts += [f"  {evt!r}" for evt in world.terminal.events_sent[-10:]]
+    parts.append("app screen (last 10):")
+    parts += [f"  {text}" for text in world.app.screen[-10:]]
+    parts.append("backend requests (last 10):")
+    parts += [f"  {record}" for record in list(world.backend.request_log)[-10:]]
+    return "\n".join(parts)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    timings = config.stash.get(_TIMINGS_KEY, [])
+    if not timings:
+        return
+    terminalreporter.section("tpe-sim worlds: loop time vs wall time")
+    for nodeid, loop_s, wall_s in timings:
+        terminalreporter.write_line(f"{loop_s:9.3f} s loop  {wall_s:7.3f} s wall  {nodeid}")

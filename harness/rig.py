@@ -1,0 +1,282 @@
+"""The world: one link, one clock, a terminal, a phone and a backend on one event loop.
+
+In the default *fast* mode the loop runs on virtual time (looptime): every timer fires in
+order but no real time is waited, so advertising intervals and a 60-second card timeout cost
+microseconds of wall time. Calendar time (receipts, invoice dates, card expiry) is the
+scenario date plus the loop time elapsed since the world was built.
+
+The world is usable from pytest (the plugin's ``world`` fixture), from the CLI
+(``tpe-sim demo``) and from a plain script::
+
+    with World(WorldConfig()) as world:
+        world.associate()
+        world.start_payment("F-2026-0001")
+        world.tap("visa")
+        outcome = world.finish_payment()
+
+pytest-bdd steps are synchronous: the methods above run the loop until the thing asked for
+has happened (or a loop-time timeout passes); background tasks (GATT server, HTTP server)
+run meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import looptime
+from bumble.controller import Controller
+from bumble.device import Device
+from bumble.hci import Address
+from bumble.host import Host
+from bumble.link import LocalLink
+from bumble.transport.common import AsyncPipeSink
+from freezegun import freeze_time
+
+from harness.app import AppTimeouts, BackendClient, InvoicingApp, PaymentOutcome, VirtualPhone
+from harness.backend import BackendServer, BackendStore
+from harness.backend.seed import load_processor, load_seed_settings, seed_store
+from harness.fixtures import fixtures_dir
+from simulator.ble import BleTerminal
+from simulator.cards import Catalogue, EntryMode, VirtualCard
+from simulator.terminal import MerchantSetup, TerminalEngine, Timeouts, load_profiles
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PHONE_ADDRESS = "C0:99:88:77:66:01"
+PairingAnswer = Literal["confirm", "refuse_on_phone", "refuse_on_terminal"]
+
+
+class WorldTimeout(AssertionError):
+    """What the world was waiting for did not happen; the message says what it saw instead."""
+
+
+@dataclass
+class WorldConfig:
+    fixtures: Path = field(default_factory=fixtures_dir)
+    terminal: str = "standard"
+    seed: int | None = None  # None: the seed in fixtures/merchant.yaml
+    scenario_date: dt.datetime | None = None  # None: the date in fixtures/merchant.yaml
+    fast: bool = True  # virtual time (looptime); False: the wall clock
+    phone_mitm: bool = True  # False: the phone pairs Just Works
+    pairing_answer: PairingAnswer = "confirm"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    app_timeouts: AppTimeouts = field(default_factory=AppTimeouts)
+
+
+class World:
+    """One simulated shop: see the module docstring."""
+
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config or WorldConfig()
+        settings = load_seed_settings(self.config.fixtures)
+        self.scenario_date = self.config.scenario_date or settings.scenario_date
+        self.seed = settings.faker_seed if self.config.seed is None else self.config.seed
+        self.catalogue = Catalogue.load(self.config.fixtures / "cards.yaml")
+        self.profile = load_profiles(self.config.fixtures / "terminals.yaml")[self.config.terminal]
+        self.loop: asyncio.AbstractEventLoop = (
+            looptime.new_event_loop(start=0.0) if self.config.fast else asyncio.new_event_loop()
+        )
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._payment: asyncio.Task[PaymentOutcome] | None = None
+        self._cards: dict[str, VirtualCard] = {}
+        self._loop_start = 0.0
+        self._wall_start = 0.0
+        self._open = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> World:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self._wall_start = time.perf_counter()
+        self.run(self._build())
+        self._open = True
+
+    async def _build(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop_start = loop.time()
+        with freeze_time(self.scenario_date):
+            self.store: BackendStore = seed_store(
+                self.config.fixtures, seed=self.seed, scenario_date=self.scenario_date
+            )
+        self.backend = BackendServer(
+            self.store, load_processor(self.config.fixtures), now=self.calendar
+        )
+        await self.backend.start()
+
+        self.link = LocalLink()  # type: ignore[no-untyped-call]
+        merchant = self.store.merchant
+        engine = TerminalEngine(
+            self.profile,
+            MerchantSetup(merchant.name, merchant.city, merchant.contract_number),
+            self.config.timeouts,
+        )
+        self.terminal = BleTerminal(
+            self._device(self.profile.name, self.profile.address), engine, self.calendar
+        )
+        self.terminal.listeners.append(self._changed.set)
+        await self.terminal.start()
+
+        self.phone = VirtualPhone(
+            self._device("Téléphone du technicien", PHONE_ADDRESS), mitm=self.config.phone_mitm
+        )
+        self.phone.confirm_code = self._user_compares_codes
+        await self.phone.start()
+        self.app = InvoicingApp(
+            self.phone, BackendClient(self.backend.url), self.config.app_timeouts
+        )
+        self.app.listeners.append(lambda _stage, _text: self._changed.set())
+
+    def _device(self, name: str, address: str) -> Device:
+        controller = Controller(name, link=self.link, public_address=address)
+        return Device(
+            name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
+        )
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self.run(self._teardown())
+        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+    async def _teardown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.app.link is not None:
+            await self.app.link.disconnect()
+        await self.app.backend.close()
+        await self.phone.stop()
+        await self.terminal.stop()
+        await self.backend.stop()
+
+    # ------------------------------------------------------------------ time
+    def calendar(self) -> dt.datetime:
+        """The scenario's wall-clock date and time: start date plus elapsed loop time."""
+        return self.scenario_date + dt.timedelta(seconds=self.loop.time() - self._loop_start)
+
+    @property
+    def loop_elapsed(self) -> float:
+        """Seconds of loop time since the world was built."""
+        return self.loop.time() - self._loop_start
+
+    @property
+    def wall_elapsed(self) -> float:
+        return time.perf_counter() - self._wall_start
+
+    # ------------------------------------------------------------------ running
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the world's loop until it completes (sync facade for steps)."""
+        if timeout is not None:
+            coro = asyncio.wait_for(coro, timeout)
+        return self.loop.run_until_complete(coro)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _t: self._changed.set())
+        return task
+
+    async def wait_until(self, predicate: Callable[[], bool], what: str, timeout: float) -> None:
+        """Wait (in loop time) until ``predicate()`` holds; :class:`WorldTimeout` otherwise."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            self._changed.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise WorldTimeout(
+                    f"waited {timeout:g} s of loop time for {what}; {self.describe()}"
+                )
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    def describe(self) -> str:
+        """A snapshot for error messages: terminal state and screen, app's last words."""
+        engine = self.terminal.engine
+        return (
+            f"terminal state {engine.state.value!r}, screen {list(engine.screen.lines)!r}, "
+            f"app says {self.app.screen[-3:]!r}"
+        )
+
+    # ------------------------------------------------------------------ the people
+    async def _user_compares_codes(self, code: str) -> bool:
+        """The technician reads the code on the phone and on the terminal, and answers both."""
+        await self.wait_until(
+            lambda: self.terminal.awaiting_code_confirmation, "the terminal to show its code", 30.0
+        )
+        same = f"CODE {code}" in self.terminal.engine.screen.lines
+        answer = self.config.pairing_answer
+        self.terminal.press_key("green" if same and answer != "refuse_on_terminal" else "red")
+        return same and answer != "refuse_on_phone"
+
+    def card(self, key: str) -> VirtualCard:
+        """The cardholder's card ``key`` from the catalogue (one physical card per key)."""
+        if key not in self._cards:
+            self._cards[key] = VirtualCard(self.catalogue[key])
+        return self._cards[key]
+
+    # ------------------------------------------------------------------ sync facade
+    def associate(self) -> None:
+        """Menu "Terminaux de Paiement (TPE)": scan, pair, register the terminal."""
+        self.run(self.app.associate_terminal())
+
+    def start_payment(self, invoice_number: str) -> None:
+        """Trigger the card payment from the invoice; returns once the terminal asks for it."""
+        self._payment = self.spawn(self.app.pay_invoice(invoice_number))
+        payment = self._payment
+        self.run(
+            self.wait_until(
+                lambda: payment.done() or self.terminal.engine.state.value == "waiting_for_card",
+                "the terminal to ask for the card",
+                self.config.app_timeouts.terminal_reply + 30.0,
+            )
+        )
+        if payment.done():
+            payment.result()  # raises what went wrong
+
+    def tap(self, card_key: str) -> None:
+        """The customer taps the card on the terminal."""
+        self.terminal.present_card(self.card(card_key), EntryMode.CONTACTLESS)
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of loop time pass (the customer hesitates, the technician waits)."""
+        self.run(asyncio.sleep(seconds))
+
+    def finish_payment(self) -> PaymentOutcome:
+        """Wait for the payment flow started by :meth:`start_payment` to end; its outcome."""
+        if self._payment is None:
+            raise RuntimeError("no payment was started")
+        payment = self._payment
+        self.run(
+            self.wait_until(payment.done, "the payment to end", self.config.app_timeouts.payment)
+        )
+        return payment.result()

@@ -1,0 +1,1 @@
+"""The Gherkin step library (French phrases), registered by the pytest plugin."""

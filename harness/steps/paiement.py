@@ -1,0 +1,125 @@
+"""Steps of the help article's payment flow: "Faire régler une facture client"."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from faker import Faker
+from pytest_bdd import given, parsers, then, when
+
+from harness.app import BUTTON_PAY_BY_CARD, PaymentOutcome
+from harness.rig import World
+
+_AMOUNT = re.compile(r"^(\d{1,7})(?:,(\d{2}))?\s*€$")
+
+
+def parse_euros(text: str) -> int:
+    """``42,50 €`` → 4250 cents (French notation, as the app writes amounts)."""
+    match = _AMOUNT.match(text.strip())
+    if match is None:
+        raise ValueError(f"not an amount in euros: {text!r} (expected e.g. « 42,50 € »)")
+    return int(match.group(1)) * 100 + int(match.group(2) or 0)
+
+
+@given("le TPE est activé comme moyen de paiement dans le module Facturation")
+def tpe_enabled(world: World) -> None:
+    world.store.billing.tpe_enabled = True
+
+
+@given("le TPE est désactivé comme moyen de paiement dans le module Facturation")
+def tpe_disabled(world: World) -> None:
+    world.store.billing.tpe_enabled = False
+
+
+@given("le terminal de paiement est associé à l'application mobile")
+def terminal_associated(world: World) -> None:
+    world.associate()
+    assert world.app.terminal is not None
+    assert world.app.terminal.serial in world.store.terminals
+
+
+@given(
+    parsers.parse("une facture impayée de {amount} pour un client généré"),
+    target_fixture="invoice_number",
+)
+def unpaid_invoice(world: World, amount: str) -> str:
+    fake = Faker("fr_FR")
+    fake.seed_instance(world.seed + len(world.store.customers))
+    customer = world.store.add_customer(fake.name(), city=fake.city(), email=fake.email())
+    today = world.calendar().date()
+    invoice = world.store.add_invoice(
+        customer.id,
+        parse_euros(amount),
+        issue_date=today,
+        due_date=today + dt.timedelta(days=30),
+    )
+    assert invoice.status == "unpaid"
+    return invoice.number
+
+
+@when(
+    "le technicien ouvre la facture dans le menu Facturation "
+    f"et clique sur « {BUTTON_PAY_BY_CARD} »"
+)
+def trigger_card_payment(world: World, invoice_number: str) -> None:
+    world.start_payment(invoice_number)
+
+
+@when(
+    parsers.parse("le client présente sa carte « {card} » sans contact après {seconds:d} secondes")
+)
+def customer_taps(world: World, card: str, seconds: int) -> None:
+    world.wait(seconds)
+    world.tap(card)
+
+
+@when("le paiement se termine", target_fixture="outcome")
+@then("le paiement se termine", target_fixture="outcome")
+def payment_ends(world: World) -> PaymentOutcome:
+    return world.finish_payment()
+
+
+@then(parsers.parse("le terminal affiche « {text} »"))
+def terminal_shows(world: World, text: str) -> None:
+    lines = world.terminal.engine.screen.lines
+    assert text in lines, f"the terminal shows {list(lines)!r}, not « {text} »"
+
+
+@then(parsers.parse("l'application affiche « {text} »"))
+def app_shows(world: World, text: str) -> None:
+    assert any(text in shown for shown in world.app.screen), (
+        f"the app never showed « {text} »; it showed {world.app.screen[-5:]!r}"
+    )
+
+
+@then("la facture est payée")
+def invoice_paid(world: World, invoice_number: str) -> None:
+    invoice = world.store.invoice(invoice_number)
+    assert invoice.status == "paid", f"invoice {invoice_number} is {invoice.status}"
+    assert invoice.balance_due_cents == 0
+
+
+@then(parsers.parse("la facture reste impayée avec une tentative refusée de code « {code} »"))
+def invoice_unpaid(world: World, invoice_number: str, code: str) -> None:
+    invoice = world.store.invoice(invoice_number)
+    assert invoice.status == "unpaid", f"invoice {invoice_number} is {invoice.status}"
+    assert invoice.balance_due_cents == invoice.amount_cents
+    assert [a.response_code for a in invoice.attempts] == [code]
+
+
+@then(
+    parsers.parse(
+        "le paiement est enregistré avec la marque « {brand} » et la carte masquée « {masked} »"
+    )
+)
+def payment_recorded(world: World, invoice_number: str, brand: str, masked: str) -> None:
+    invoice = world.store.invoice(invoice_number)
+    captured = [p for p in invoice.payments if p.status == "captured"]
+    assert len(captured) == 1, f"expected one captured payment, got {invoice.payments!r}"
+    payment = captured[0]
+    assert payment.brand == brand
+    assert payment.masked_pan == masked
+    assert payment.amount_cents == invoice.amount_cents
+    assert payment.authorisation_code
+    assert len(payment.authorisation_code) == 6

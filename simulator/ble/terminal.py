@@ -1,0 +1,319 @@
+"""The terminal's Bluetooth LE edge: Bumble device, GATT services, pairing, advertising.
+
+This is the only place the terminal touches Bumble. It feeds the sans-IO
+:class:`~simulator.terminal.TerminalEngine` with what arrives over the air and sends what
+the engine emits, fragmented to each connection's ATT MTU.
+
+Security: Bumble marks a link ``authenticated`` after any pairing, Just Works included, so
+the terminal checks the bond's long-term key itself (``PairingKeys.ltk.authenticated``) and
+tells the engine whether the link is MITM-protected. Payment commands on any other link are
+refused with an explicit error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bumble import att
+from bumble.core import AdvertisingData
+from bumble.device import Connection, Device
+from bumble.keys import PairingKeys
+from bumble.pairing import PairingConfig, PairingDelegate
+from bumble.profiles.battery_service import BatteryService
+from bumble.profiles.device_information_service import DeviceInformationService
+
+from simulator.ble.payment_service import PAYMENT_SERVICE_UUID, PaymentService
+from simulator.cards import EntryMode, VirtualCard
+from simulator.protocol import ProtocolError, TerminalEndpoint
+from simulator.protocol.messages import Command, Event
+from simulator.terminal import TerminalEngine
+
+log = logging.getLogger(__name__)
+
+IO_CAPABILITIES = {
+    "display_yes_no": PairingDelegate.DISPLAY_OUTPUT_AND_YES_NO_INPUT,
+    "display_only": PairingDelegate.DISPLAY_OUTPUT_ONLY,
+    "keyboard_display": PairingDelegate.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT,
+    "no_input_no_output": PairingDelegate.NO_OUTPUT_NO_INPUT,
+}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class _Link:
+    """What the terminal knows about one connected phone."""
+
+    connection: Connection
+    endpoint: TerminalEndpoint
+    mitm: bool = False
+    commands: list[Command] = field(default_factory=list)
+
+
+class _TerminalPairingDelegate(PairingDelegate):
+    """Shows the code on the terminal's screen and waits for the merchant's key press."""
+
+    def __init__(self, terminal: BleTerminal, io_capability: int) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability(io_capability))
+        self._terminal = terminal
+
+    async def accept(self) -> bool:
+        return True
+
+    async def compare_numbers(self, number: int, digits: int) -> bool:
+        return await self._terminal._confirm_code(f"{number:0{digits}d}")
+
+    async def display_number(self, number: int, digits: int) -> None:
+        self._terminal._display_code(f"{number:0{digits}d}")
+
+    async def confirm(self, auto: bool = False) -> bool:
+        # Just Works: the terminal cannot refuse it at pairing time, but such a bond is never
+        # allowed to start a payment (see BleTerminal._is_secure).
+        return True
+
+
+class BleTerminal:
+    """A virtual TPE on a Bumble device."""
+
+    def __init__(
+        self,
+        device: Device,
+        engine: TerminalEngine,
+        calendar: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        self.device = device
+        self.engine = engine
+        self._calendar = calendar
+        self._links: dict[int, _Link] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._send_lock = asyncio.Lock()
+        self._pending_code: asyncio.Future[bool] | None = None
+        self._loop = asyncio.get_running_loop()  # built inside the loop it serves
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.events_sent: list[Event] = []
+        #: Called after anything that may change what an observer sees (screen, state, links).
+        self.listeners: list[Callable[[], None]] = []
+        self.commands_received: list[Command] = []
+        profile = engine.profile
+        self.payment_service = PaymentService(self._on_command_frame)
+        self.battery_service = BatteryService(lambda _conn: self.engine.battery)
+        device.add_service(
+            DeviceInformationService(
+                manufacturer_name=profile.manufacturer,
+                model_number=profile.model,
+                serial_number=profile.serial,
+                firmware_revision=profile.firmware,
+            )
+        )
+        device.add_service(self.battery_service)
+        device.add_service(self.payment_service)
+        delegate = _TerminalPairingDelegate(self, IO_CAPABILITIES[profile.io_capability])
+        device.pairing_config_factory = lambda _conn: PairingConfig(
+            sc=True,
+            mitm=True,
+            bonding=True,
+            delegate=delegate,
+            identity_address_type=PairingConfig.AddressType.RANDOM,
+        )
+        device.on(device.EVENT_CONNECTION, self._on_connection)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Power on and advertise; advertising restarts after every disconnection."""
+        await self.device.power_on()
+        profile = self.engine.profile
+        # The name goes in the advertising data itself, the service UUID in the scan response:
+        # 31 bytes cannot hold flags, a 128-bit UUID and the name together. (Bumble's virtual
+        # controller answers scan requests with the advertising data, so on a LocalLink the
+        # phone only sees the name: it matches on the name prefix as well as on the UUID.)
+        self.device.advertising_data = bytes(
+            AdvertisingData(
+                [
+                    (AdvertisingData.FLAGS, bytes([0x06])),
+                    (AdvertisingData.COMPLETE_LOCAL_NAME, profile.name.encode()),
+                ]
+            )
+        )
+        self.device.scan_response_data = bytes(
+            AdvertisingData(
+                [
+                    (
+                        AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
+                        bytes(PAYMENT_SERVICE_UUID),
+                    )
+                ]
+            )
+        )
+        await self.device.start_advertising(
+            auto_restart=True,
+            advertising_interval_min=profile.advertising_interval_ms,
+            advertising_interval_max=profile.advertising_interval_ms,
+        )
+        log.info("terminal %s advertising", profile.name)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for link in list(self._links.values()):
+            try:
+                await link.connection.disconnect()
+            except Exception:  # already gone: nothing to do
+                log.debug("disconnect on stop failed", exc_info=True)
+        await self.device.power_off()
+
+    # ---------------------------------------------------------------- physical actions
+    def present_card(self, card: VirtualCard, mode: EntryMode) -> None:
+        """The cardholder taps or inserts a card."""
+        self.engine.present_card(card, mode, self._now(), self._calendar())
+        self._after_engine()
+
+    def press_key(self, key: str) -> None:
+        """``green`` or ``red``: confirms or refuses a pairing code on the terminal."""
+        if key not in ("green", "red"):
+            raise ValueError(f"unknown key {key!r}: the terminal has 'green' and 'red'")
+        if self._pending_code is not None and not self._pending_code.done():
+            self._pending_code.set_result(key == "green")
+
+    @property
+    def awaiting_code_confirmation(self) -> bool:
+        return self._pending_code is not None and not self._pending_code.done()
+
+    def set_battery(self, level: int) -> None:
+        self.engine.set_battery(level)
+
+    # ---------------------------------------------------------------- pairing
+    async def _confirm_code(self, code: str) -> bool:
+        self.engine.show_pairing_code(code, self._now())
+        self._after_engine()
+        self._pending_code = self._loop.create_future()
+        self._changed()
+        try:
+            return await asyncio.wait_for(
+                self._pending_code, self.engine.timeouts.pairing_code_display
+            )
+        except TimeoutError:
+            return False
+        finally:
+            self._pending_code = None
+
+    def _display_code(self, code: str) -> None:
+        self.engine.show_pairing_code(code, self._now())
+        self._after_engine()
+
+    # ---------------------------------------------------------------- links
+    def _on_connection(self, connection: Connection) -> None:
+        link = _Link(connection, TerminalEndpoint(connection.att_mtu))
+        self._links[connection.handle] = link
+        log.info("phone connected: %s", connection.peer_address)
+
+        def on_pairing(keys: PairingKeys) -> None:
+            link.mitm = bool(keys.ltk and keys.ltk.authenticated)
+            self.engine.pairing_ended(self._now(), success=True)
+            self._after_engine()
+
+        def on_pairing_failure(reason: int) -> None:
+            link.mitm = False
+            self.engine.pairing_ended(self._now(), success=False)
+            self._after_engine()
+
+        def on_encryption_change(*_: object) -> None:
+            if connection.encryption and not link.mitm:
+                self._spawn(self._load_bond(link))
+
+        def on_mtu() -> None:
+            link.endpoint.att_mtu = connection.att_mtu
+
+        def on_disconnection(reason: int) -> None:
+            self._links.pop(connection.handle, None)
+            log.info("phone disconnected: %s (reason %#x)", connection.peer_address, reason)
+
+        connection.on(connection.EVENT_PAIRING, on_pairing)
+        connection.on(connection.EVENT_PAIRING_FAILURE, on_pairing_failure)
+        connection.on(connection.EVENT_CONNECTION_ENCRYPTION_CHANGE, on_encryption_change)
+        connection.on(connection.EVENT_CONNECTION_ATT_MTU_UPDATE, on_mtu)
+        connection.on(connection.EVENT_DISCONNECTION, on_disconnection)
+
+    async def _load_bond(self, link: _Link) -> None:
+        """A re-encrypted link (bonded phone): the stored key says whether it was MITM."""
+        keystore = self.device.keystore
+        if keystore is None:
+            return
+        keys = await keystore.get(str(link.connection.peer_address))
+        if keys is not None and keys.ltk is not None:
+            link.mitm = link.mitm or keys.ltk.authenticated
+
+    def _is_secure(self, link: _Link) -> bool:
+        return bool(link.connection.encryption) and link.mitm
+
+    async def _on_command_frame(self, connection: Connection, value: bytes) -> None:
+        link = self._links.get(connection.handle)
+        if link is None:
+            raise att.ATT_Error(att.ATT_UNLIKELY_ERROR_ERROR)
+        for item in link.endpoint.receive_frame(bytes(value)):
+            if isinstance(item, ProtocolError):
+                log.warning("protocol error from %s: %s", connection.peer_address, item.reason)
+                self.engine.handle_protocol_error(item)
+                await self._flush(reply_to=link)
+            else:
+                self.commands_received.append(item)
+                self.engine.handle_command(
+                    item, self._now(), self._calendar(), secure=self._is_secure(link)
+                )
+                await self._flush(reply_to=link)
+        self._reschedule()
+        self._changed()
+
+    # ---------------------------------------------------------------- engine plumbing
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _after_engine(self) -> None:
+        self._spawn(self._flush(reply_to=None))
+        self._reschedule()
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def _reschedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.engine.next_deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.engine.on_timer(self._now())
+        self._after_engine()
+
+    async def _flush(self, reply_to: _Link | None) -> None:
+        """Send what the engine emitted: replies to the asking phone, the rest to all."""
+        async with self._send_lock:
+            for event in self.engine.drain_events():
+                is_reply = getattr(event, "in_reply_to", None) is not None
+                targets = [reply_to] if is_reply and reply_to else list(self._links.values())
+                for link in targets:
+                    sent, frames = link.endpoint.send(event)
+                    self.events_sent.append(sent)
+                    for frame in frames:
+                        await self.device.notify_subscriber(
+                            link.connection, self.payment_service.event_characteristic, frame
+                        )

@@ -1,0 +1,27 @@
+"""Virtual cards: EMV data, counters, and the catalogue they come from."""
+
+from simulator.cards.card import (
+    Application,
+    CardError,
+    CardProfile,
+    CardRead,
+    CatalogueError,
+    EntryMode,
+    TransactionData,
+    VirtualCard,
+    luhn_valid,
+)
+from simulator.cards.catalogue import Catalogue
+
+__all__ = [
+    "Application",
+    "CardError",
+    "CardProfile",
+    "CardRead",
+    "Catalogue",
+    "CatalogueError",
+    "EntryMode",
+    "TransactionData",
+    "VirtualCard",
+    "luhn_valid",
+]

@@ -1,0 +1,24 @@
+"""The sans-IO wire codec between phone and terminal: frames and typed messages.
+
+See ``docs/protocol.md`` for the wire format.
+"""
+
+from simulator.protocol.endpoint import Endpoint, PhoneEndpoint, TerminalEndpoint
+from simulator.protocol.errors import (
+    FramingError,
+    MessageError,
+    ProtocolError,
+    UnknownMessageType,
+    UnsupportedVersion,
+)
+
+__all__ = [
+    "Endpoint",
+    "FramingError",
+    "MessageError",
+    "PhoneEndpoint",
+    "ProtocolError",
+    "TerminalEndpoint",
+    "UnknownMessageType",
+    "UnsupportedVersion",
+]

@@ -1,0 +1,89 @@
+"""Terminal profiles (``fixtures/terminals.yaml``): identity, radio and security settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IO_CAPABILITIES = ("display_yes_no", "display_only", "keyboard_display", "no_input_no_output")
+
+
+class ProfileError(ValueError):
+    """A terminal profile that does not hold together; names the profile and the field."""
+
+
+@dataclass(frozen=True)
+class TerminalProfile:
+    key: str
+    serial: str
+    manufacturer: str
+    model: str
+    firmware: str
+    address: str
+    card_data_key: bytes = field(repr=False)
+    io_capability: str = "display_yes_no"
+    battery: int = 100
+    advertising_interval_ms: int = 250
+
+    @property
+    def name(self) -> str:
+        """The advertised BLE name."""
+        return f"TPE-{self.serial}"
+
+    @classmethod
+    def from_dict(cls, key: str, data: Any) -> TerminalProfile:
+        def fail(name: str, why: str) -> ProfileError:
+            return ProfileError(f"terminal {key!r}: field {name!r} {why}")
+
+        if not isinstance(data, dict):
+            raise ProfileError(f"terminal {key!r}: must be a mapping of fields")
+        for name in ("serial", "manufacturer", "model", "firmware", "address", "card_data_key"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise fail(name, "is required and must be a string")
+        try:
+            card_key = bytes.fromhex(data["card_data_key"])
+        except ValueError as exc:
+            raise fail("card_data_key", "must be hex") from exc
+        if len(card_key) not in (16, 24, 32):
+            raise fail("card_data_key", "must be an AES key of 16, 24 or 32 bytes")
+        io = data.get("io_capability", "display_yes_no")
+        if io not in IO_CAPABILITIES:
+            raise fail("io_capability", f"must be one of {', '.join(IO_CAPABILITIES)}")
+        battery = data.get("battery", 100)
+        if not isinstance(battery, int) or not 0 <= battery <= 100:
+            raise fail("battery", "must be an integer from 0 to 100")
+        interval = data.get("advertising_interval_ms", 250)
+        if not isinstance(interval, int) or not 20 <= interval <= 10240:
+            raise fail("advertising_interval_ms", "must be an integer from 20 to 10240")
+        return cls(
+            key=key,
+            serial=data["serial"],
+            manufacturer=data["manufacturer"],
+            model=data["model"],
+            firmware=data["firmware"],
+            address=data["address"],
+            card_data_key=card_key,
+            io_capability=io,
+            battery=battery,
+            advertising_interval_ms=interval,
+        )
+
+
+def load_profiles(path: Path) -> dict[str, TerminalProfile]:
+    """Read every profile of a terminals file, with errors that name the file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("terminals"), dict):
+        raise ProfileError(f"{path}: expected a top-level 'terminals:' mapping")
+    profiles = {}
+    for key, entry in data["terminals"].items():
+        try:
+            profiles[str(key)] = TerminalProfile.from_dict(str(key), entry)
+        except ProfileError as exc:
+            raise ProfileError(f"{path}: {exc}") from None
+    return profiles

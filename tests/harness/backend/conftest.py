@@ -1,0 +1,203 @@
+"""Fixtures for the backend tests: a seeded store, the fixtures' processor, a sealer, and a
+started server driven synchronously (as the harness's steps drive their world)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from harness.backend import BackendServer, BackendStore, Processor, load_processor, seed_store
+from harness.backend.store import Invoice
+from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+SCENARIO_NOW = datetime(2026, 12, 3, 9, 30, tzinfo=timezone(timedelta(hours=1)))
+TERMINAL = yaml.safe_load((FIXTURES / "terminals.yaml").read_text())["terminals"]["standard"]
+SERIAL: str = TERMINAL["serial"]
+KEY = bytes.fromhex(TERMINAL["card_data_key"])
+
+VISA = "4242424242424242"
+MASTERCARD = "5555555555554444"  # expires 2028-06
+REFUSED = "4000000000000002"  # issuer answers 05
+UNKNOWN = "4000000000000069"  # not in the catalogue
+ALL_PANS = (VISA, MASTERCARD, REFUSED, UNKNOWN)
+
+
+class Clock:
+    """The world's calendar clock, settable by a test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def seal_card(
+    pan: str,
+    transaction_id: str,
+    amount_cents: int,
+    *,
+    currency: str = "EUR",
+    expiry: str = "2912",
+    key: bytes = KEY,
+    key_id: str = SERIAL,
+) -> dict[str, str]:
+    """The blob a terminal would send for this card and transaction."""
+    aad = associated_data(transaction_id, amount_cents, currency)
+    return seal(key, key_id, SensitiveCardData(pan, expiry), aad)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any  # decoded JSON, None when the answer is not JSON
+    text: str
+    content_type: str
+
+    @property
+    def error_code(self) -> Any:
+        return self.body["error"]["code"]
+
+
+class Backend:
+    """A started :class:`BackendServer` with a synchronous client, plus payment-flow helpers."""
+
+    def __init__(
+        self,
+        runner: asyncio.Runner,
+        server: BackendServer,
+        session: aiohttp.ClientSession,
+        clock: Clock,
+    ) -> None:
+        self.runner = runner
+        self.server = server
+        self.session = session
+        self.clock = clock
+        self.replies: list[Reply] = []
+
+    @property
+    def store(self) -> BackendStore:
+        return self.server.store
+
+    def request(
+        self, method: str, path: str, body: Any = None, *, raw: str | bytes | None = None
+    ) -> Reply:
+        reply = self.runner.run(self._request(method, path, body, raw))
+        self.replies.append(reply)
+        return reply
+
+    async def _request(self, method: str, path: str, body: Any, raw: str | bytes | None) -> Reply:
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        async with self.session.request(method, path, data=data, headers=headers) as response:
+            text = await response.text()
+            decoded = json.loads(text) if response.content_type == "application/json" else None
+            return Reply(response.status, decoded, text, response.content_type)
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None, *, raw: str | bytes | None = None) -> Reply:
+        return self.request("POST", path, body, raw=raw)
+
+    def put(self, path: str, body: Any = None, *, raw: str | bytes | None = None) -> Reply:
+        return self.request("PUT", path, body, raw=raw)
+
+    # -- the payment flow, as the phone relays it ---------------------------------------------
+
+    def start_payment(self, number: str, **body: Any) -> Reply:
+        return self.post(
+            f"/api/invoices/{number}/payments", {"method": "tpe", "terminal_serial": SERIAL, **body}
+        )
+
+    def authorisation_body(self, payment: Any, pan: str, **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "transaction_id": payment["transaction_id"],
+            "amount_cents": payment["amount_cents"],
+            "currency": payment["currency"],
+            "entry_mode": "contactless",
+            "brand": "VISA" if pan.startswith("4") else "MASTERCARD",
+            "masked_pan": "************" + pan[-4:],
+            "card_data": seal_card(pan, payment["transaction_id"], payment["amount_cents"]),
+            "emv": {"9F26": "1A2B3C4D5E6F7081", "9F36": "002A"},
+        }
+        body.update(overrides)
+        return body
+
+    def authorise(self, payment: Any, pan: str, **overrides: Any) -> Reply:
+        return self.post(
+            f"/api/payments/{payment['payment_id']}/authorisation",
+            self.authorisation_body(payment, pan, **overrides),
+        )
+
+    def result(self, payment: Any, result: str) -> Reply:
+        return self.post(
+            f"/api/payments/{payment['payment_id']}/result",
+            {"transaction_id": payment["transaction_id"], "result": result},
+        )
+
+    def invoice(self, number: str) -> Any:
+        reply = self.get(f"/api/invoices/{number}")
+        assert reply.status == 200, reply.text
+        return reply.body
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(SCENARIO_NOW)
+
+
+@pytest.fixture
+def processor() -> Processor:
+    return load_processor(FIXTURES)
+
+
+@pytest.fixture
+def store(clock: Clock) -> BackendStore:
+    """The seeded store, with the fixtures' terminal associated."""
+    store = seed_store(FIXTURES)
+    store.associate_terminal(SERIAL, TERMINAL["model"], TERMINAL["firmware"], clock())
+    return store
+
+
+@pytest.fixture
+def invoice(store: BackendStore) -> Invoice:
+    """A fresh unpaid invoice of 42,50 €."""
+    customer = store.add_customer("Mme Lucie Bernard", city="Lyon")
+    day = SCENARIO_NOW.date()
+    return store.add_invoice(customer.id, 4250, issue_date=day, due_date=day + timedelta(days=30))
+
+
+@pytest.fixture
+def backend(store: BackendStore, processor: Processor, clock: Clock) -> Iterator[Backend]:
+    async def open_session(url: str) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(base_url=url)
+
+    with asyncio.Runner() as runner:
+        server = BackendServer(store, processor, now=clock, request_log_size=500)
+        runner.run(server.start())
+        session = runner.run(open_session(server.url))
+        try:
+            yield Backend(runner, server, session, clock)
+        finally:
+            runner.run(session.close())
+            runner.run(server.stop())
+
+
+SealCard = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def seal_for() -> SealCard:
+    """:func:`seal_card`, for tests that build blobs themselves."""
+    return seal_card

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from freezegun import freeze_time
+
+from harness.backend import load_processor, seed_store
+from harness.backend.processor import AuthorisationRequest
+from harness.backend.seed import load_seed_settings
+from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+UTC_PLUS_ONE = timezone(timedelta(hours=1))
+SCENARIO = datetime(2026, 12, 3, 9, 30, tzinfo=UTC_PLUS_ONE)
+
+
+def test_same_seed_gives_the_same_data() -> None:
+    assert repr(seed_store(FIXTURES, seed=7)) == repr(seed_store(FIXTURES, seed=7))
+
+
+def test_other_seed_gives_other_data() -> None:
+    first, second = seed_store(FIXTURES, seed=7), seed_store(FIXTURES, seed=8)
+    assert [c.name for c in first.customers.values()] != [c.name for c in second.customers.values()]
+    assert [i.amount_cents for i in first.invoices.values()] != [
+        i.amount_cents for i in second.invoices.values()
+    ]
+
+
+def test_data_does_not_depend_on_the_machine_clock() -> None:
+    with freeze_time("2031-05-17 23:59:00"):
+        later = repr(seed_store(FIXTURES))
+    with freeze_time("2020-01-01 00:00:00"):
+        earlier = repr(seed_store(FIXTURES))
+    assert later == earlier
+
+
+def test_defaults_come_from_merchant_yaml() -> None:
+    settings = load_seed_settings(FIXTURES)
+    store = seed_store(FIXTURES)
+    assert settings.scenario_date == SCENARIO
+    assert store.merchant.name == "Plomberie Durand"
+    assert store.billing.tpe_enabled is True
+    assert len(store.customers) == settings.customers
+    assert len(store.invoices) == settings.customers * settings.invoices_per_customer
+    assert repr(store) == repr(seed_store(FIXTURES, seed=settings.faker_seed))
+
+
+def test_customers_look_french_and_are_numbered() -> None:
+    store = seed_store(FIXTURES)
+    assert list(store.customers) == ["C-0001", "C-0002", "C-0003", "C-0004", "C-0005"]
+    for customer in store.customers.values():
+        assert customer.name
+        assert customer.address
+        assert customer.city
+        assert "@" in customer.email
+        assert len(customer.postcode) == 5
+        assert customer.phone
+
+
+def test_invoices_are_dated_from_the_scenario_date_and_numbered_in_issue_order() -> None:
+    scenario = datetime(2027, 3, 10, 14, 0, tzinfo=UTC_PLUS_ONE)
+    store = seed_store(FIXTURES, scenario_date=scenario)
+    invoices = list(store.invoices.values())
+    years = {invoice.issue_date.year for invoice in invoices}
+    for invoice in invoices:
+        assert scenario.date() - timedelta(days=30) <= invoice.issue_date <= scenario.date()
+        assert invoice.due_date == invoice.issue_date + timedelta(days=30)
+        assert invoice.currency == "EUR"
+    for year in years:
+        numbers = [i.number for i in invoices if i.issue_date.year == year]
+        assert numbers == [f"F-{year}-{n:04d}" for n in range(1, len(numbers) + 1)]
+    assert [i.issue_date for i in invoices] == sorted(i.issue_date for i in invoices)
+
+
+def test_invoices_offer_contactless_amounts_and_a_mix_of_statuses() -> None:
+    invoices = list(seed_store(FIXTURES).invoices.values())
+    assert any(i.amount_cents <= 5000 and i.status == "unpaid" for i in invoices)
+    assert {i.status for i in invoices} == {"unpaid", "paid", "partially_paid"}
+    for invoice in invoices:
+        assert 1000 <= invoice.amount_cents <= 45000
+        assert sum(line.total_cents for line in invoice.lines) == invoice.amount_cents
+        paid = sum(p.amount_cents for p in invoice.payments if p.status == "captured")
+        assert invoice.balance_due_cents == invoice.amount_cents - paid
+        assert all(p.method in ("transfer", "cheque") for p in invoice.payments)
+
+
+def test_processor_uses_the_fixture_terminal_keys_and_cards() -> None:
+    processor = load_processor(FIXTURES)
+    key = bytes.fromhex("6ac292faa1315b4d858ab3a3d7d5933a")
+    blob = seal(
+        key,
+        "SIM0001",
+        SensitiveCardData("4000000000000002", "2912"),
+        associated_data("T1", 99, "EUR"),
+    )
+    request = AuthorisationRequest("T1", 99, "EUR", "chip", "VISA", blob)
+    assert processor.authorise(request, today=SCENARIO.date()).response_code == "05"
