@@ -38,7 +38,6 @@ from bumble.hci import Address
 from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
-from freezegun import freeze_time
 
 from harness.app import AppTimeouts, BackendClient, InvoicingApp, PaymentOutcome, VirtualPhone
 from harness.backend import BackendServer, BackendStore
@@ -114,10 +113,9 @@ class World:
     async def _build(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop_start = loop.time()
-        with freeze_time(self.scenario_date):
-            self.store: BackendStore = seed_store(
-                self.config.fixtures, seed=self.seed, scenario_date=self.scenario_date
-            )
+        self.store: BackendStore = seed_store(
+            self.config.fixtures, seed=self.seed, scenario_date=self.scenario_date
+        )
         self.backend = BackendServer(
             self.store, load_processor(self.config.fixtures), now=self.calendar
         )

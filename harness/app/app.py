@@ -152,15 +152,20 @@ class InvoicingApp:
             "amount_sent",
             f"Montant de {_euros(amount)} transmis au terminal (facture {invoice['number']})",
         )
-        await link.send(
-            PaymentRequest(
-                transaction_id=transaction_id,
-                amount=amount,
-                currency=str(payment["currency"]),
-                reference=number,
+        try:
+            await link.send(
+                PaymentRequest(
+                    transaction_id=transaction_id,
+                    amount=amount,
+                    currency=str(payment["currency"]),
+                    reference=number,
+                )
             )
-        )
-        await self._reply_to(link, expect=CommandAccepted)
+            await self._reply_to(link, expect=CommandAccepted)
+        except PhoneError:
+            # The terminal never took the payment: close it at the backend, nothing charged.
+            await self.backend.report_result(str(payment["payment_id"]), transaction_id, "aborted")
+            raise
         final = await self._run_payment(link, str(payment["payment_id"]), transaction_id)
         try:
             await self.backend.report_result(

@@ -1,0 +1,50 @@
+"""``tpe-sim demo``: the main job outside pytest."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+
+
+def test_demo_pays_an_invoice_and_prints_stages_and_receipt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    stages = [
+        "Terminal trouvé : TPE-SIM0001",
+        "appairé (code ",
+        "transmis au terminal",
+        "Le client approche sa carte du terminal",
+        "Demande d'autorisation envoyée à la banque",
+        "Terminal : ",
+        "PAIEMENT ACCEPTÉ",
+        "payée",
+        "ticket client",
+    ]
+    positions = [out.index(stage) for stage in stages]
+    assert positions[:5] == sorted(positions[:5]), "stages printed out of order"
+    assert "4242424242424242" not in out  # the receipt shows the masked PAN only
+    assert "************4242" in out
+    assert "facture F-" in out
+    assert ": paid" in out
+
+
+def test_demo_with_a_declined_card_fails_with_a_clear_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--card", "visa_refusee"]) == 1
+    out = capsys.readouterr().out
+    assert "Paiement refusé par la banque" in out
+    assert ": unpaid" in out
+
+
+def test_demo_rejects_an_unknown_card(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--card", "carte_inconnue"]) == 2
+    assert "unknown card 'carte_inconnue'" in capsys.readouterr().out
+
+
+def test_demo_reports_an_unknown_invoice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--invoice", "F-1999-9999"]) == 1
+    assert "Facture F-1999-9999 introuvable" in capsys.readouterr().err

@@ -1,0 +1,129 @@
+"""The terminal's BLE edge, over Bumble's LocalLink with the real phone stack on the other side."""
+
+from __future__ import annotations
+
+import pytest
+from bumble import gatt
+from bumble.core import UUID
+
+from harness.app import PhoneError
+from harness.rig import World, WorldConfig
+from simulator.ble import PAYMENT_SERVICE_UUID
+from simulator.protocol import framing
+from simulator.protocol.messages import DiagnosisRequest, DiagnosisResponse, Error
+from simulator.terminal import State
+
+
+def unpaid_small_invoice(world: World) -> str:
+    return next(
+        inv.number
+        for inv in world.store.invoices.values()
+        if inv.status == "unpaid" and inv.balance_due_cents <= 5000
+    )
+
+
+def test_pairing_is_numeric_comparison_and_bond_is_mitm() -> None:
+    with World() as world:
+        world.associate()
+        code = world.phone.last_pairing_code
+        assert code is not None
+        assert len(code) == 6
+        # the same code was on the terminal's screen while the user compared them
+        shown = [shot.lines for shot in world.terminal.engine.screen.history]
+        assert ("APPAIRAGE", f"CODE {code}", "CONFIRMEZ SUR LE TEL") in shown
+        (link,) = world.terminal._links.values()
+        assert link.mitm
+        assert world.terminal._is_secure(link)
+
+
+def test_just_works_central_cannot_start_a_payment() -> None:
+    with World(WorldConfig(phone_mitm=False)) as world:
+        world.associate()  # Just Works pairing succeeds, diagnosis is allowed
+        (link,) = world.terminal._links.values()
+        assert link.connection.encryption
+        assert not link.mitm
+        number = unpaid_small_invoice(world)
+        with pytest.raises(PhoneError) as refused:
+            world.start_payment(number)
+        assert refused.value.code == "insecure_link"
+        assert "liaison non sécurisée" in refused.value.message
+        assert world.terminal.engine.state is State.IDLE
+        assert world.terminal.engine.journal == {}
+        # nothing charged, and the backend's payment was closed, not left pending
+        invoice = world.store.invoice(number)
+        assert invoice.status == "unpaid"
+        assert [p.status for p in invoice.payments] == ["aborted"]
+
+
+def test_pairing_refused_on_the_terminal_fails_and_stores_no_bond() -> None:
+    with World(WorldConfig(pairing_answer="refuse_on_terminal")) as world:
+        with pytest.raises(PhoneError) as failed:
+            world.associate()
+        assert failed.value.code == "pairing_failed"
+        assert world.app.terminal is None
+        assert world.store.terminals == {}
+
+
+def test_malformed_frames_get_protocol_errors_and_the_terminal_serves_the_next_command() -> None:
+    with World() as world:
+        world.associate()
+        link = world.app.link
+        assert link is not None
+        bad_frames = [
+            b"\x00",  # shorter than a header
+            b"\xff\x01\x00abc",  # wrong version, reserved bits
+            bytes([0x40, 9, 3]) + b"orphan",  # continuation without a first fragment
+            bytes([0x41, 10, 0, 0xFF, 0xFF]) + b"x",  # declares 65535 bytes: over the cap
+            b"".join(framing.fragment(b"{not json", 11, link.endpoint.att_mtu)),
+            b"".join(framing.fragment(b'{"v":9,"type":"DiagnosisRequest"}', 12, 517)),
+            b"".join(framing.fragment(b'{"v":1,"type":"DisplayUpdate","lines":[]}', 13, 517)),
+        ]
+        world.run(link.write_frames(bad_frames))
+        world.run(world.wait_until(lambda: len(link.received) >= 7, "seven errors", 5.0))
+        errors = [e for e in link.received if isinstance(e, Error)]
+        assert [e.code for e in errors] == [
+            "framing_error",
+            "framing_error",
+            "framing_error",
+            "framing_error",
+            "invalid_message",
+            "unsupported_version",
+            "unknown_message_type",
+        ]
+        assert all(e.reason for e in errors)
+        while not link.events.empty():  # the errors above, already checked
+            link.events.get_nowait()
+        sent = world.run(link.send(DiagnosisRequest()))
+        reply = world.run(link.next_event(5.0))
+        assert isinstance(reply, DiagnosisResponse)
+        assert reply.in_reply_to == sent.id
+        assert reply.serial == world.profile.serial
+
+
+def test_terminal_advertises_its_name_and_restarts_advertising_after_disconnection() -> None:
+    with World() as world:
+        found = world.run(world.phone.scan(5.0))
+        assert found.name == "TPE-SIM0001"
+        world.associate()
+        assert world.app.link is not None
+        world.run(world.app.link.disconnect())
+        again = world.run(world.phone.scan(5.0))
+        assert again.name == "TPE-SIM0001"
+        assert world.terminal.device.scan_response_data.find(bytes(PAYMENT_SERVICE_UUID)) > 0
+
+
+def test_device_information_and_battery_services_are_readable() -> None:
+    with World() as world:
+        world.associate()
+        assert world.app.link is not None
+        peer = world.app.link.peer
+
+        async def read(uuid: UUID) -> bytes:
+            (value,) = await peer.read_characteristics_by_uuid(uuid)
+            return value
+
+        world.terminal.set_battery(42)
+        assert world.run(read(gatt.GATT_SERIAL_NUMBER_STRING_CHARACTERISTIC)) == b"SIM0001"
+        assert world.run(read(gatt.GATT_MANUFACTURER_NAME_STRING_CHARACTERISTIC)) == b"tpe-sim"
+        assert world.run(read(gatt.GATT_FIRMWARE_REVISION_STRING_CHARACTERISTIC)) == b"1.4.2"
+        assert world.run(read(gatt.GATT_BATTERY_LEVEL_CHARACTERISTIC)) == bytes([42])
