@@ -30,7 +30,7 @@ from bumble.profiles.device_information_service import DeviceInformationService
 from simulator.ble.payment_service import PAYMENT_SERVICE_UUID, PaymentService
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol import ProtocolError, TerminalEndpoint
-from simulator.protocol.messages import Command, Event
+from simulator.protocol.messages import Command, Error, Event
 from simulator.terminal import TerminalEngine
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,10 @@ class BleTerminal:
         """Send what the engine emitted: replies to the asking phone, the rest to all."""
         async with self._send_lock:
             for event in self.engine.drain_events():
-                is_reply = getattr(event, "in_reply_to", None) is not None
+                # Replies and errors go to the phone whose write caused them; the rest to all.
+                is_reply = (
+                    isinstance(event, Error) or getattr(event, "in_reply_to", None) is not None
+                )
                 targets = [reply_to] if is_reply and reply_to else list(self._links.values())
                 for link in targets:
                     sent, frames = link.endpoint.send(event)

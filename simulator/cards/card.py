@@ -9,6 +9,7 @@ which goes up by one at every transaction, as a chip's does.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -79,7 +80,7 @@ class CardProfile:
         if not isinstance(data, dict):
             raise CatalogueError(f"card {key!r}: must be a mapping of fields")
         pan = data.get("pan")
-        if not isinstance(pan, str) or not pan.isdigit() or not 12 <= len(pan) <= 19:
+        if not isinstance(pan, str) or not re.fullmatch(r"[0-9]{12,19}", pan):
             raise fail("pan", "must be a string of 12 to 19 digits")
         if not luhn_valid(pan):
             raise fail("pan", "fails the Luhn check")
@@ -102,13 +103,15 @@ class CardProfile:
             aid = app["aid"].upper()
             if len(aid) < 10 or len(aid) > 32 or any(c not in "0123456789ABCDEF" for c in aid):
                 raise fail(f"applications[{i}].aid", "must be 5 to 16 bytes of hex")
+            priority = app.get("priority", 1)
+            if type(priority) is not int or priority < 1:
+                raise fail(f"applications[{i}].priority", "must be a positive integer")
             apps.append(
-                Application(
-                    aid=aid,
-                    label=str(app.get("label", brand)),
-                    priority=int(app.get("priority", 1)),
-                )
+                Application(aid=aid, label=str(app.get("label", brand.upper())), priority=priority)
             )
+        contactless = data.get("contactless", True)
+        if not isinstance(contactless, bool):
+            raise fail("contactless", "must be true or false")
         issuer = data.get("issuer") or {}
         if not isinstance(issuer, dict):
             raise fail("issuer", "must be a mapping")
@@ -116,10 +119,10 @@ class CardProfile:
         if len(code) != 2:
             raise fail("issuer.response_code", "must be a 2-character ISO 8583 code")
         for name in ("pin_tries", "atc"):
-            if name in data and (not isinstance(data[name], int) or data[name] < 0):
+            if name in data and (type(data[name]) is not int or data[name] < 0):
                 raise fail(name, "must be a non-negative integer")
         pin = str(data.get("pin", ""))
-        if pin and not (pin.isdigit() and 4 <= len(pin) <= 12):
+        if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
             raise fail("pin", "must be 4 to 12 digits")
         return cls(
             key=key,
@@ -129,7 +132,7 @@ class CardProfile:
             brand=brand.upper(),
             applications=tuple(sorted(apps, key=lambda a: a.priority)),
             holder=str(data.get("holder", "")),
-            contactless=bool(data.get("contactless", True)),
+            contactless=contactless,
             pin=pin,
             pin_tries=int(data.get("pin_tries", 3)),
             atc=int(data.get("atc", 0)),

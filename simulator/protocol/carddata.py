@@ -48,7 +48,7 @@ class SensitiveCardData:
 
 
 def mask_pan(pan: str) -> str:
-    """The masked form printed on receipts and shown to the phone: first 6 hidden, last 4 kept."""
+    """The masked form printed on receipts and shown to the phone: all but the last 4 hidden."""
     if len(pan) < 10:
         return "*" * len(pan)
     return "*" * (len(pan) - 4) + pan[-4:]
@@ -103,6 +103,8 @@ def open_sealed(key: bytes, blob: object, aad: bytes) -> SensitiveCardData:
         raise CardDataError("card_data nonce has the wrong size")
     try:
         plaintext = AESGCM(key).decrypt(nonce, ciphertext, aad)
+    except ValueError as exc:  # a key of the wrong size
+        raise CardDataError(f"card_data key is unusable: {exc}") from exc
     except InvalidTag as exc:
         raise CardDataError("card_data does not authenticate (wrong key or tampered)") from exc
     fields = json.loads(plaintext)

@@ -223,10 +223,12 @@ def decode(data: bytes, registry: dict[str, type[M]]) -> M:
         raise MessageError(f"message is not JSON: {exc.msg} at char {exc.pos}") from exc
     except RecursionError as exc:
         raise MessageError("message nests too deeply") from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise MessageError(f"message has an unreadable value: {exc}") from exc
     if not isinstance(body, dict):
         raise MessageError(f"message must be a JSON object, not {type(body).__name__}")
     version = body.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise UnsupportedVersion(
             f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})"
         )

@@ -308,7 +308,10 @@ class TerminalEngine:
         if not 0 < cmd.amount <= MAX_AMOUNT:
             self._refuse(cmd, "invalid_amount", "Montant invalide.")
             return
-        if not cmd.transaction_id or cmd.transaction_id in self.journal:
+        if not cmd.transaction_id.strip():
+            self._refuse(cmd, "invalid_transaction_id", "Identifiant de transaction manquant.")
+            return
+        if cmd.transaction_id in self.journal:
             self._refuse(cmd, "duplicate_transaction", "Transaction déjà connue du terminal.")
             return
         txn = Transaction(cmd.transaction_id, cmd.amount, cmd.currency, cmd.reference)
@@ -337,7 +340,10 @@ class TerminalEngine:
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
         code = cmd.response_code
         message = cmd.message or RESPONSE_MESSAGES.get(code, f"Refus (code {code})")
-        if code == "00" and cmd.authorisation_code:
+        if code == "00" and not cmd.authorisation_code:
+            # An approval without an authorisation number cannot be printed or disputed.
+            self._finish(txn, State.DECLINED, now, code="96", message=RESPONSE_MESSAGES["96"])
+        elif code == "00":
             txn.authorisation_code = cmd.authorisation_code
             txn.receipt = self._receipt(txn, calendar)
             self._finish(txn, State.APPROVED, now, code=code, message=message)

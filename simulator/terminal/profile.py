@@ -53,10 +53,10 @@ class TerminalProfile:
         if io not in IO_CAPABILITIES:
             raise fail("io_capability", f"must be one of {', '.join(IO_CAPABILITIES)}")
         battery = data.get("battery", 100)
-        if not isinstance(battery, int) or not 0 <= battery <= 100:
+        if type(battery) is not int or not 0 <= battery <= 100:
             raise fail("battery", "must be an integer from 0 to 100")
         interval = data.get("advertising_interval_ms", 250)
-        if not isinstance(interval, int) or not 20 <= interval <= 10240:
+        if type(interval) is not int or not 20 <= interval <= 10240:
             raise fail("advertising_interval_ms", "must be an integer from 20 to 10240")
         return cls(
             key=key,

@@ -1,0 +1,662 @@
+"""The terminal engine, driven directly (sans-IO, h11 style): commands and card actions in,
+events and screens out, time passed in as numbers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from simulator.cards import CardProfile, Catalogue, EntryMode, VirtualCard
+from simulator.protocol import FramingError, PhoneEndpoint, TerminalEndpoint, UnknownMessageType
+from simulator.protocol.carddata import CardDataError, associated_data, open_sealed
+from simulator.protocol.framing import fragment
+from simulator.protocol.messages import (
+    AbortRequest,
+    AuthorisationRequest,
+    AuthorisationResponse,
+    Command,
+    CommandAccepted,
+    DiagnosisRequest,
+    DiagnosisResponse,
+    DisplayUpdate,
+    Error,
+    Event,
+    PaymentRequest,
+    PaymentResponse,
+    TransactionStatusRequest,
+    TransactionStatusResponse,
+    encode,
+)
+from simulator.terminal import (
+    CONTACTLESS_CEILING,
+    MerchantSetup,
+    State,
+    TerminalEngine,
+    TerminalError,
+    TerminalProfile,
+    Timeouts,
+    load_profiles,
+)
+from simulator.terminal.engine import MAX_AMOUNT
+
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+PROFILE = load_profiles(FIXTURES / "terminals.yaml")["standard"]
+CARDS = Catalogue.load(FIXTURES / "cards.yaml")
+MERCHANT = MerchantSetup(name="Plomberie Durand", city="Lyon", contract_number="1234567")
+TIMEOUTS = Timeouts(card_presentation=45.0, authorisation=20.0, result_display=2.5)
+CALENDAR = dt.datetime(2026, 12, 3, 9, 30, 15)
+T0 = 1000.0
+TXN = "T-0001"
+WELCOME = ("BIENVENUE", PROFILE.name)
+
+E = TypeVar("E", bound=Event)
+
+
+class CountingRandom:
+    """A deterministic random source: every byte it hands out is the next counter value."""
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.calls: list[bytes] = []
+
+    def __call__(self, n: int) -> bytes:
+        out = bytes((self.counter + i) % 256 for i in range(n))
+        self.counter += n
+        self.calls.append(out)
+        return out
+
+
+class Rig:
+    """One engine and the card in the customer's hand."""
+
+    def __init__(self, profile: TerminalProfile = PROFILE) -> None:
+        self.random = CountingRandom()
+        self.engine = TerminalEngine(profile, MERCHANT, TIMEOUTS, random_bytes=self.random)
+        self.engine.drain_events()  # the welcome screen shown at power-on
+        self.next_id = 1
+
+    def command(self, command: Command, now: float, *, secure: bool = True) -> list[Event]:
+        self.engine.handle_command(command, now, CALENDAR, secure=secure)
+        return self.engine.drain_events()
+
+    def pay(
+        self, amount: int = 4250, txn: str = TXN, now: float = T0, currency: str = "EUR"
+    ) -> list[Event]:
+        request = PaymentRequest(
+            id=self.take_id(), transaction_id=txn, amount=amount, currency=currency, reference="F1"
+        )
+        return self.command(request, now)
+
+    def tap(self, card: VirtualCard, now: float) -> list[Event]:
+        self.engine.present_card(card, EntryMode.CONTACTLESS, now, CALENDAR)
+        return self.engine.drain_events()
+
+    def answer(
+        self, code: str, now: float, auth_code: str | None = None, txn: str = TXN, message: str = ""
+    ) -> list[Event]:
+        response = AuthorisationResponse(
+            id=self.take_id(),
+            transaction_id=txn,
+            response_code=code,
+            authorisation_code=auth_code,
+            message=message,
+        )
+        return self.command(response, now)
+
+    def state(self) -> State:
+        """The engine's state, read through a call so that mypy does not narrow it."""
+        return self.engine.state
+
+    def take_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+
+def only(events: list[Event], kind: type[E]) -> E:
+    matching = [event for event in events if isinstance(event, kind)]
+    assert len(matching) == 1, events
+    return matching[0]
+
+
+def card(key: str = "visa") -> VirtualCard:
+    return VirtualCard(CARDS[key])
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+# ------------------------------------------------------------------------------ power-on
+def test_power_on_shows_the_welcome_screen_and_waits_for_nothing() -> None:
+    engine = TerminalEngine(PROFILE, MERCHANT, TIMEOUTS)
+    assert engine.state is State.IDLE
+    assert engine.screen.lines == WELCOME
+    assert engine.drain_events() == [DisplayUpdate(lines=list(WELCOME))]
+    assert engine.drain_events() == []
+    assert engine.next_deadline is None
+    assert engine.battery == PROFILE.battery
+
+
+# ------------------------------------------------------------------------------ happy path
+def test_payment_request_is_accepted_and_asks_for_the_card(rig: Rig) -> None:
+    events = rig.pay(4250)
+    assert events == [
+        CommandAccepted(in_reply_to=1, transaction_id=TXN),
+        DisplayUpdate(lines=["42,50 EUR", "PRÉSENTEZ OU", "INSÉREZ LA CARTE"]),
+    ]
+    assert rig.state() is State.WAITING_FOR_CARD
+    assert rig.engine.next_deadline == T0 + TIMEOUTS.card_presentation
+    assert rig.engine.journal[TXN].state is State.WAITING_FOR_CARD
+
+
+def test_tap_sends_an_authorisation_request_with_sealed_card_data(rig: Rig) -> None:
+    visa = card("visa")
+    pan = visa.profile.pan
+    rig.pay(4250)
+    events = rig.tap(visa, T0 + 5)
+    request = only(events, AuthorisationRequest)
+    assert request.transaction_id == TXN
+    assert (request.amount, request.currency) == (4250, "EUR")
+    assert request.entry_mode == "contactless"
+    assert request.brand == "VISA"
+    assert request.masked_pan == "*" * (len(pan) - 4) + pan[-4:]
+    assert request.aid == visa.profile.applications[0].aid
+    assert request.application_label == visa.profile.applications[0].label
+    # The EMV data of this transaction.
+    assert request.emv["9F02"] == "000000004250"
+    assert request.emv["5F2A"] == "0978"
+    assert request.emv["9F1A"] == "0250"
+    assert request.emv["9A"] == "261203"
+    assert request.emv["9F37"] == rig.random.calls[0].hex().upper()
+    assert len(request.emv["9F37"]) == 8
+    assert request.emv["9F36"] == f"{CARDS['visa'].atc + 1:04X}"
+    # The card data opens for the processor, bound to this transaction.
+    aad = associated_data(TXN, 4250, "EUR")
+    sealed = open_sealed(PROFILE.card_data_key, request.card_data, aad)
+    assert (sealed.pan, sealed.expiry) == (pan, visa.profile.expiry)
+    assert request.card_data["key_id"] == PROFILE.serial
+    with pytest.raises(CardDataError):
+        open_sealed(PROFILE.card_data_key, request.card_data, associated_data(TXN, 425, "EUR"))
+    # Nothing the phone sees holds the PAN in clear.
+    assert pan not in encode(request).decode()
+    assert pan not in json.dumps([encode(e).decode() for e in events])
+    # Screen and timer.
+    assert DisplayUpdate(lines=["42,50 EUR", "AUTORISATION", "VEUILLEZ PATIENTER"]) in events
+    assert rig.state() is State.AUTHORISING
+    assert rig.engine.next_deadline == T0 + 5 + TIMEOUTS.authorisation
+
+
+def test_the_unpredictable_number_and_nonce_are_fresh_per_transaction(rig: Rig) -> None:
+    visa = card("visa")
+    rig.pay(100, txn="A")
+    first = only(rig.tap(visa, T0 + 1), AuthorisationRequest)
+    rig.answer("00", T0 + 2, "X1", txn="A")
+    rig.engine.on_timer(T0 + 2 + TIMEOUTS.result_display)
+    rig.pay(100, txn="B", now=T0 + 10)
+    second = only(rig.tap(visa, T0 + 11), AuthorisationRequest)
+    assert first.emv["9F37"] != second.emv["9F37"]
+    assert first.card_data["nonce"] != second.card_data["nonce"]
+    assert int(second.emv["9F36"], 16) == int(first.emv["9F36"], 16) + 1
+
+
+def approve(rig: Rig, amount: int = 4250, auth_code: str = "A1B2C3") -> list[Event]:
+    rig.pay(amount)
+    rig.tap(card("visa"), T0 + 5)
+    return rig.answer("00", T0 + 7, auth_code)
+
+
+def test_approval_gives_a_receipt_without_pan_or_expiry(rig: Rig) -> None:
+    events = approve(rig)
+    assert events[0] == CommandAccepted(in_reply_to=2, transaction_id=TXN)
+    response = only(events, PaymentResponse)
+    assert response.result == "approved"
+    assert response.transaction_id == TXN
+    assert (response.amount, response.currency) == (4250, "EUR")
+    assert (response.response_code, response.authorisation_code) == ("00", "A1B2C3")
+    assert response.message == "Paiement accepté"
+    assert response.brand == "VISA"
+    assert response.entry_mode == "contactless"
+    receipt = response.receipt
+    visa = CARDS["visa"]
+    masked = "*" * (len(visa.pan) - 4) + visa.pan[-4:]
+    assert "PLOMBERIE DURAND" in receipt
+    assert "LYON" in receipt
+    assert masked in receipt
+    assert response.masked_pan == masked
+    assert "SANS CONTACT" in receipt
+    assert any("42,50 EUR" in line for line in receipt)
+    assert any("A1B2C3" in line for line in receipt)
+    assert any("03/12/26" in line and "09:30:15" in line for line in receipt)
+    assert any(MERCHANT.contract_number in line for line in receipt)
+    assert any(TXN in line for line in receipt)
+    text = "\n".join(receipt)
+    assert visa.pan not in text
+    assert visa.pan[:6] not in text
+    expiry_forms = (
+        visa.expiry,  # YYMM
+        f"{visa.expiry_month:02d}/{visa.expiry_year % 100:02d}",
+        f"{visa.expiry_month:02d}/{visa.expiry_year}",
+        f"{visa.expiry_year}-{visa.expiry_month:02d}",
+    )
+    assert not any(form in text for form in expiry_forms)
+    assert visa.pan not in encode(response).decode()
+    assert DisplayUpdate(lines=["42,50 EUR", "PAIEMENT ACCEPTÉ"]) in events
+    assert rig.state() is State.APPROVED
+    assert rig.engine.next_deadline == T0 + 7 + TIMEOUTS.result_display
+
+
+def test_result_is_shown_then_the_terminal_returns_to_idle(rig: Rig) -> None:
+    approve(rig)
+    deadline = T0 + 7 + TIMEOUTS.result_display
+    rig.engine.on_timer(deadline - 0.01)
+    assert rig.state() is State.APPROVED
+    assert rig.engine.drain_events() == []
+    rig.engine.on_timer(deadline)
+    assert rig.state() is State.IDLE
+    assert rig.engine.screen.lines == WELCOME
+    assert rig.engine.drain_events() == [DisplayUpdate(lines=list(WELCOME))]
+    assert rig.engine.next_deadline is None
+    assert rig.engine.current is None
+    assert rig.engine.journal[TXN].state is State.APPROVED
+
+
+def test_late_timer_call_still_fires(rig: Rig) -> None:
+    rig.pay()
+    rig.engine.on_timer(T0 + TIMEOUTS.card_presentation + 100)
+    assert rig.state() is State.ABORTED
+
+
+# ------------------------------------------------------------------------------ declines
+def test_decline_05_gives_the_french_message(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa_refusee"), T0 + 5)
+    events = rig.answer("05", T0 + 6)
+    assert events[0] == CommandAccepted(in_reply_to=2, transaction_id=TXN)
+    response = only(events, PaymentResponse)
+    assert response.result == "declined"
+    assert response.response_code == "05"
+    assert response.message == "Paiement refusé par la banque"
+    assert response.authorisation_code is None
+    assert response.receipt == []
+    assert rig.engine.screen.lines[0] == "PAIEMENT REFUSÉ"
+    assert rig.state() is State.DECLINED
+    assert rig.engine.next_deadline == T0 + 6 + TIMEOUTS.result_display
+
+
+def test_decline_passes_on_the_processors_message(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 5)
+    response = only(rig.answer("51", T0 + 6, message="Solde insuffisant"), PaymentResponse)
+    assert response.message == "Solde insuffisant"
+
+
+def test_unknown_response_code_still_declines_with_its_code(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 5)
+    response = only(rig.answer("Q7", T0 + 6), PaymentResponse)
+    assert response.result == "declined"
+    assert "Q7" in response.message
+
+
+def test_00_without_authorisation_code_is_not_reported_as_accepted(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 5)
+    response = only(rig.answer("00", T0 + 6, auth_code=None), PaymentResponse)
+    assert response.result == "declined"
+    assert response.message != "Paiement accepté"
+    assert response.authorisation_code is None
+    assert response.receipt == []
+    assert "PAIEMENT ACCEPTÉ" not in rig.engine.screen.lines
+    assert rig.state() is State.DECLINED
+
+
+# ------------------------------------------------------------------------------ security
+def test_insecure_link_refuses_a_payment(rig: Rig) -> None:
+    request = PaymentRequest(id=7, transaction_id=TXN, amount=4250, currency="EUR", reference="")
+    events = rig.command(request, T0, secure=False)
+    assert len(events) == 1
+    error = events[0]
+    assert isinstance(error, Error)
+    assert error.code == "insecure_link"
+    assert error.in_reply_to == 7
+    assert "liaison non sécurisée" in error.message
+    assert rig.state() is State.IDLE
+    assert rig.engine.journal == {}
+    assert rig.engine.next_deadline is None
+    assert rig.engine.screen.lines == WELCOME
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        AbortRequest(id=3, transaction_id=TXN),
+        TransactionStatusRequest(id=3, transaction_id=TXN),
+        AuthorisationResponse(id=3, transaction_id=TXN, response_code="00", authorisation_code="X"),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_insecure_link_refuses_every_transaction_command(rig: Rig, command: Command) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 1)
+    events = rig.command(command, T0 + 2, secure=False)
+    assert [(type(e), getattr(e, "code", None)) for e in events] == [(Error, "insecure_link")]
+    assert rig.state() is State.AUTHORISING
+
+
+def test_diagnosis_is_answered_on_an_insecure_link(rig: Rig) -> None:
+    events = rig.command(DiagnosisRequest(id=4), T0, secure=False)
+    assert events == [
+        DiagnosisResponse(
+            in_reply_to=4,
+            state="idle",
+            serial=PROFILE.serial,
+            model=PROFILE.model,
+            firmware=PROFILE.firmware,
+            battery=PROFILE.battery,
+        )
+    ]
+
+
+def test_diagnosis_reports_the_current_state_and_battery(rig: Rig) -> None:
+    rig.pay()
+    rig.engine.set_battery(12)
+    response = only(rig.command(DiagnosisRequest(id=9), T0 + 1), DiagnosisResponse)
+    assert (response.state, response.battery) == ("waiting_for_card", 12)
+    with pytest.raises(ValueError, match="101"):
+        rig.engine.set_battery(101)
+
+
+# ------------------------------------------------------------------------------ refusals
+def refusal(events: list[Event]) -> Error:
+    assert len(events) == 1, events
+    error = events[0]
+    assert isinstance(error, Error)
+    return error
+
+
+def test_second_payment_while_waiting_is_busy(rig: Rig) -> None:
+    rig.pay(txn="A")
+    error = refusal(rig.pay(txn="B", now=T0 + 1))
+    assert (error.code, error.in_reply_to) == ("busy", 2)
+    assert error.message
+    assert rig.engine.current is not None
+    assert rig.engine.current.transaction_id == "A"
+    assert "B" not in rig.engine.journal
+    assert rig.engine.next_deadline == T0 + TIMEOUTS.card_presentation
+
+
+def test_payment_while_the_result_is_shown_is_busy(rig: Rig) -> None:
+    approve(rig)
+    assert refusal(rig.pay(txn="B", now=T0 + 8)).code == "busy"
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "code"),
+    [
+        (0, "EUR", "invalid_amount"),
+        (-4250, "EUR", "invalid_amount"),
+        (MAX_AMOUNT + 1, "EUR", "invalid_amount"),
+        (4250, "USD", "unsupported_currency"),
+        (4250, "eur", "unsupported_currency"),
+    ],
+)
+def test_bad_payment_requests_are_refused(rig: Rig, amount: int, currency: str, code: str) -> None:
+    error = refusal(rig.pay(amount=amount, currency=currency))
+    assert (error.code, error.in_reply_to) == (code, 1)
+    assert error.message
+    assert rig.state() is State.IDLE
+    assert rig.engine.journal == {}
+    assert rig.engine.next_deadline is None
+
+
+def test_largest_amount_is_accepted(rig: Rig) -> None:
+    assert isinstance(rig.pay(amount=MAX_AMOUNT)[0], CommandAccepted)
+
+
+def test_duplicate_transaction_id_is_refused(rig: Rig) -> None:
+    approve(rig)
+    rig.engine.on_timer(T0 + 100)
+    assert rig.state() is State.IDLE
+    rig.engine.drain_events()
+    error = refusal(rig.pay(txn=TXN, now=T0 + 200))
+    assert error.code == "duplicate_transaction"
+    assert rig.state() is State.IDLE
+    assert rig.engine.journal[TXN].state is State.APPROVED
+
+
+def test_empty_transaction_id_is_refused(rig: Rig) -> None:
+    refusal(rig.pay(txn=""))
+    assert rig.engine.journal == {}
+
+
+def test_authorisation_response_for_another_transaction_is_refused(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 1)
+    error = refusal(rig.answer("00", T0 + 2, "X", txn="T-9999"))
+    assert error.code == "unexpected_authorisation"
+    assert rig.state() is State.AUTHORISING
+
+
+def test_authorisation_response_while_idle_is_refused(rig: Rig) -> None:
+    assert refusal(rig.answer("00", T0, "X")).code == "unexpected_authorisation"
+
+
+# ------------------------------------------------------------------------------ timeouts, abort
+def test_card_presentation_timeout_aborts(rig: Rig) -> None:
+    rig.pay()
+    deadline = T0 + TIMEOUTS.card_presentation
+    assert rig.engine.next_deadline == deadline
+    rig.engine.on_timer(deadline - 0.5)
+    assert rig.engine.drain_events() == []
+    assert rig.state() is State.WAITING_FOR_CARD
+    rig.engine.on_timer(deadline)
+    response = only(rig.engine.drain_events(), PaymentResponse)
+    assert response.result == "aborted"
+    assert response.response_code is None
+    assert response.message == "Délai de présentation de la carte dépassé"
+    assert rig.engine.screen.lines[0] == "TRANSACTION ANNULÉE"
+    assert rig.state() is State.ABORTED
+    assert rig.engine.next_deadline == deadline + TIMEOUTS.result_display
+    rig.engine.on_timer(deadline + TIMEOUTS.result_display)
+    assert rig.state() is State.IDLE
+    assert rig.engine.screen.lines == WELCOME
+
+
+def test_authorisation_timeout_aborts_and_a_late_answer_is_refused(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 5)
+    deadline = T0 + 5 + TIMEOUTS.authorisation
+    rig.engine.on_timer(deadline - 0.5)
+    assert rig.state() is State.AUTHORISING
+    rig.engine.on_timer(deadline)
+    response = only(rig.engine.drain_events(), PaymentResponse)
+    assert response.result == "aborted"
+    assert response.message == "Pas de réponse de la banque"
+    assert response.masked_pan is not None
+    assert refusal(rig.answer("00", deadline + 1, "X")).code == "unexpected_authorisation"
+
+
+def test_abort_while_waiting_for_the_card(rig: Rig) -> None:
+    rig.pay()
+    events = rig.command(AbortRequest(id=5, transaction_id=TXN), T0 + 3)
+    assert events[0] == CommandAccepted(in_reply_to=5, transaction_id=TXN)
+    response = only(events, PaymentResponse)
+    assert response.result == "aborted"
+    assert response.message == "Transaction annulée"
+    assert rig.state() is State.ABORTED
+    assert rig.engine.next_deadline == T0 + 3 + TIMEOUTS.result_display
+    with pytest.raises(TerminalError):
+        rig.tap(card("visa"), T0 + 4)
+
+
+def test_abort_when_idle_is_refused(rig: Rig) -> None:
+    error = refusal(rig.command(AbortRequest(id=5, transaction_id=TXN), T0))
+    assert (error.code, error.in_reply_to) == ("nothing_to_abort", 5)
+
+
+def test_abort_of_another_transaction_is_refused(rig: Rig) -> None:
+    rig.pay()
+    assert refusal(rig.command(AbortRequest(id=5, transaction_id="X"), T0 + 1)).code == (
+        "nothing_to_abort"
+    )
+    assert rig.state() is State.WAITING_FOR_CARD
+
+
+def test_abort_after_the_result_is_refused(rig: Rig) -> None:
+    approve(rig)
+    error = refusal(rig.command(AbortRequest(id=9, transaction_id=TXN), T0 + 8))
+    assert error.code == "nothing_to_abort"
+    assert rig.engine.journal[TXN].state is State.APPROVED
+
+
+# ------------------------------------------------------------------------------ card actions
+def test_tap_above_the_contactless_ceiling_asks_to_insert(rig: Rig) -> None:
+    visa = card("visa")
+    rig.pay(amount=CONTACTLESS_CEILING + 1)
+    events = rig.tap(visa, T0 + 5)
+    assert events == [DisplayUpdate(lines=["50,01 EUR", "INSÉREZ VOTRE CARTE"])]
+    assert rig.state() is State.WAITING_FOR_CARD
+    assert rig.engine.next_deadline == T0 + TIMEOUTS.card_presentation
+    assert visa.atc == CARDS["visa"].atc  # the card was not read
+
+
+def test_tap_at_the_contactless_ceiling_is_read(rig: Rig) -> None:
+    assert CONTACTLESS_CEILING == 5000
+    rig.pay(amount=CONTACTLESS_CEILING)
+    assert only(rig.tap(card("visa"), T0 + 5), AuthorisationRequest).amount == 5000
+
+
+def test_tap_of_a_contact_only_card_asks_to_insert(rig: Rig) -> None:
+    data: dict[str, Any] = {
+        "pan": CARDS["visa"].pan,
+        "expiry": "2029-12",
+        "brand": "VISA",
+        "contactless": False,
+        "applications": [{"aid": "A0000000031010"}],
+    }
+    contact_only = VirtualCard(CardProfile.from_dict("contact_only", data))
+    rig.pay()
+    events = rig.tap(contact_only, T0 + 5)
+    assert events == [DisplayUpdate(lines=["42,50 EUR", "CARTE NON SUPPORTÉE", "INSÉREZ LA CARTE"])]
+    assert rig.state() is State.WAITING_FOR_CARD
+
+
+def test_card_actions_outside_a_payment_are_harness_mistakes(rig: Rig) -> None:
+    with pytest.raises(TerminalError, match="not waiting for a card"):
+        rig.tap(card("visa"), T0)
+    rig.pay()
+    with pytest.raises(TerminalError, match="chip"):
+        rig.engine.present_card(card("visa"), EntryMode.CHIP, T0 + 1, CALENDAR)
+
+
+# ------------------------------------------------------------------------------ status
+def test_transaction_status_follows_the_transaction(rig: Rig) -> None:
+    def status(txn: str, now: float) -> TransactionStatusResponse:
+        command = TransactionStatusRequest(id=rig.take_id(), transaction_id=txn)
+        response = only(rig.command(command, now), TransactionStatusResponse)
+        assert response.in_reply_to == command.id
+        assert response.transaction_id == txn
+        return response
+
+    unknown = status("nope", T0)
+    assert (unknown.state, unknown.result, unknown.response_code) == ("unknown", None, None)
+    rig.pay()
+    waiting = status(TXN, T0 + 1)
+    assert (waiting.state, waiting.result) == ("waiting_for_card", None)
+    rig.tap(card("visa"), T0 + 2)
+    rig.answer("00", T0 + 3, "A1B2C3")
+    rig.engine.on_timer(T0 + 100)
+    done = status(TXN, T0 + 101)
+    assert (done.state, done.result) == ("approved", "approved")
+    assert (done.response_code, done.authorisation_code) == ("00", "A1B2C3")
+
+
+# ------------------------------------------------------------------------------ protocol errors
+@pytest.mark.parametrize(
+    "error", [FramingError("fragment 3 out of order"), UnknownMessageType("type 'Refund'")]
+)
+def test_protocol_error_is_reported_and_the_next_command_is_served(
+    rig: Rig, error: FramingError | UnknownMessageType
+) -> None:
+    rig.engine.handle_protocol_error(error)
+    events = rig.engine.drain_events()
+    reported = refusal(events)
+    assert reported.code == error.code
+    assert reported.reason == error.reason
+    assert reported.in_reply_to is None
+    assert reported.message
+    assert rig.state() is State.IDLE
+    assert isinstance(rig.pay()[0], CommandAccepted)
+
+
+# ------------------------------------------------------------------------------ over the wire
+class Wire:
+    """Phone and terminal endpoints around the engine, joined by a fake link (no I/O)."""
+
+    def __init__(self, rig: Rig, att_mtu: int = 23) -> None:
+        self.rig = rig
+        self.phone = PhoneEndpoint(att_mtu)
+        self.terminal = TerminalEndpoint(att_mtu)
+
+    def phone_writes(self, frames: list[bytes], now: float) -> list[object]:
+        """Frames from the phone reach the terminal; what it emits comes back to the phone."""
+        for frame in frames:
+            for item in self.terminal.receive_frame(frame):
+                if isinstance(item, Command):
+                    self.rig.engine.handle_command(item, now, CALENDAR, secure=True)
+                else:
+                    self.rig.engine.handle_protocol_error(item)
+        return self.flush()
+
+    def send(self, command: Command, now: float) -> list[object]:
+        _, frames = self.phone.send(command)
+        return self.phone_writes(frames, now)
+
+    def flush(self) -> list[object]:
+        received: list[object] = []
+        for event in self.rig.engine.drain_events():
+            _, frames = self.terminal.send(event)
+            assert all(len(frame) <= self.terminal.att_mtu - 3 for frame in frames)
+            for frame in frames:
+                received.extend(self.phone.receive_frame(frame))
+        return received
+
+
+def test_contactless_payment_over_the_wire_at_minimum_mtu(rig: Rig) -> None:
+    wire = Wire(rig)
+    payment = PaymentRequest(transaction_id=TXN, amount=4250, currency="EUR", reference="F1")
+    accepted = wire.send(payment, T0)
+    assert accepted[0] == CommandAccepted(id=1, in_reply_to=1, transaction_id=TXN)
+    rig.engine.present_card(card("visa"), EntryMode.CONTACTLESS, T0 + 5, CALENDAR)
+    received = wire.flush()
+    request = next(e for e in received if isinstance(e, AuthorisationRequest))
+    aad = associated_data(request.transaction_id, request.amount, request.currency)
+    assert open_sealed(PROFILE.card_data_key, request.card_data, aad).pan == CARDS["visa"].pan
+    answer = AuthorisationResponse(
+        transaction_id=TXN, response_code="00", authorisation_code="A1B2C3"
+    )
+    final = wire.send(answer, T0 + 6)
+    response = next(e for e in final if isinstance(e, PaymentResponse))
+    assert response.result == "approved"
+    assert "SANS CONTACT" in response.receipt
+    ids = [e.id for e in (*accepted, *received, *final) if isinstance(e, Event)]
+    assert ids == list(range(1, len(ids) + 1))
+
+
+def test_garbage_on_the_wire_then_a_valid_command(rig: Rig) -> None:
+    wire = Wire(rig)
+    garbage = [b"\x00\x01", *fragment(b"{oops", 40, 23)]
+    errors = wire.phone_writes(garbage, T0)
+    assert [(type(e), getattr(e, "code", None)) for e in errors] == [
+        (Error, "framing_error"),
+        (Error, "invalid_message"),
+    ]
+    payment = PaymentRequest(transaction_id=TXN, amount=4250, currency="EUR", reference="F1")
+    accepted = wire.send(payment, T0)
+    assert isinstance(accepted[0], CommandAccepted)
+    assert rig.state() is State.WAITING_FOR_CARD
