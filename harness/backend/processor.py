@@ -19,32 +19,10 @@ from simulator.protocol.carddata import (
     mask_pan,
     open_sealed,
 )
+from simulator.protocol.response_codes import APPROVED, response_message
 
-APPROVED = "00"
 UNKNOWN_CARD = "05"
 EXPIRED_CARD = "54"
-
-RESPONSE_MESSAGES: Mapping[str, str] = {
-    "00": "Paiement accepté",
-    "05": "Paiement refusé par la banque",
-    "51": "Provision insuffisante",
-    "54": "Carte expirée",
-    "55": "Code confidentiel erroné",
-    "57": "Opération non autorisée pour cette carte",
-    "61": "Plafond de la carte dépassé",
-    "62": "Carte soumise à restrictions",
-    "65": "Authentification forte requise : insérez la carte et saisissez le code",
-    "1A": "Authentification forte requise : insérez la carte et saisissez le code",
-    "70": "Code confidentiel requis",
-    "75": "Nombre d'essais du code confidentiel dépassé",
-    "91": "Banque indisponible, réessayez",
-    "96": "Erreur système",
-}
-
-
-def response_message(code: str) -> str:
-    """The French text shown to the merchant for a response code."""
-    return RESPONSE_MESSAGES.get(code, f"Paiement refusé (code {code})")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from simulator.terminal.engine import (
     CONTACTLESS_CEILING,
-    RESPONSE_MESSAGES,
     MerchantSetup,
     State,
     TerminalEngine,
@@ -15,7 +14,6 @@ from simulator.terminal.screen import Screen, ScreenShot, format_amount
 
 __all__ = [
     "CONTACTLESS_CEILING",
-    "RESPONSE_MESSAGES",
     "MerchantSetup",
     "ProfileError",
     "Screen",

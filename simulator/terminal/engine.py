@@ -45,6 +45,7 @@ from simulator.protocol.messages import (
     TransactionStatusRequest,
     TransactionStatusResponse,
 )
+from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
 from simulator.terminal.profile import TerminalProfile
 from simulator.terminal.screen import Screen, format_amount
 
@@ -52,23 +53,6 @@ CONTACTLESS_CEILING = 5000  # cents: 50 EUR per contactless transaction in Franc
 MAX_AMOUNT = 99_999_999  # 12-digit EMV amount, but no sane invoice is near this
 CURRENCIES = {"EUR": "0978"}
 COUNTRY_FRANCE = "0250"
-
-#: Messages (French, as the terminal and the app show them) for each ISO 8583 response code.
-RESPONSE_MESSAGES = {
-    "00": "Paiement accepté",
-    "05": "Paiement refusé par la banque",
-    "51": "Provision insuffisante",
-    "54": "Carte expirée",
-    "55": "Code confidentiel erroné",
-    "57": "Opération non autorisée pour cette carte",
-    "61": "Plafond de paiement dépassé",
-    "62": "Carte soumise à restriction",
-    "65": "Authentification forte requise : insérez la carte",
-    "75": "Nombre d'essais du code dépassé",
-    "91": "Banque indisponible, réessayez",
-    "96": "Erreur système, réessayez",
-    "1A": "Authentification forte requise : insérez la carte",
-}
 
 
 class State(StrEnum):
@@ -339,7 +323,7 @@ class TerminalEngine:
             return
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
         code = cmd.response_code
-        message = cmd.message or RESPONSE_MESSAGES.get(code, f"Refus (code {code})")
+        message = cmd.message or response_message(code)
         if code == "00" and not cmd.authorisation_code:
             # An approval without an authorisation number cannot be printed or disputed.
             self._finish(txn, State.DECLINED, now, code="96", message=RESPONSE_MESSAGES["96"])

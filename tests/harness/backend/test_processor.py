@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.backend.processor import AuthorisationRequest, IssuerCard, Processor, response_message
+from harness.backend.processor import AuthorisationRequest, IssuerCard, Processor
 from simulator.protocol.carddata import CardDataError
+from simulator.protocol.response_codes import response_message
 
 if TYPE_CHECKING:
     from tests.harness.backend.conftest import SealCard

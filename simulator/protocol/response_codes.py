@@ -1,0 +1,33 @@
+"""ISO 8583 field 39 response codes that cross the wire, with the French text users read.
+
+Shared by the terminal (its screen and ``PaymentResponse.message``) and the processor (its
+answer to the phone), so that both say the same thing for the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+APPROVED = "00"
+
+RESPONSE_MESSAGES: Mapping[str, str] = {
+    "00": "Paiement accepté",
+    "05": "Paiement refusé par la banque",
+    "51": "Provision insuffisante",
+    "54": "Carte expirée",
+    "55": "Code confidentiel erroné",
+    "57": "Opération non autorisée pour cette carte",
+    "61": "Plafond de la carte dépassé",
+    "62": "Carte soumise à restrictions",
+    "65": "Authentification forte requise : insérez la carte et saisissez le code",
+    "1A": "Authentification forte requise : insérez la carte et saisissez le code",
+    "70": "Code confidentiel requis",
+    "75": "Nombre d'essais du code confidentiel dépassé",
+    "91": "Banque indisponible, réessayez",
+    "96": "Erreur système",
+}
+
+
+def response_message(code: str) -> str:
+    """The French text shown for a response code; unknown codes are named."""
+    return RESPONSE_MESSAGES.get(code, f"Paiement refusé (code {code})")
