@@ -271,6 +271,20 @@ class BackendStore:
             )
         amount = invoice.balance_due_cents if amount_cents is None else amount_cents
         _check_amount(amount, limit=invoice.balance_due_cents)
+        for other in invoice.payments:
+            if other.status == "authorised":
+                # Money is held for this invoice: the terminal's word must come first.
+                raise BackendError(
+                    "payment_in_progress",
+                    f"Un paiement de la facture {invoice.number} attend la confirmation du "
+                    "terminal.",
+                )
+            if other.status == "pending":
+                # Never authorised, so nothing was charged: the new attempt replaces it.
+                other.status = "aborted"
+                other.terminal_result = "aborted"
+                other.updated_at = now
+                self._record_attempt(invoice, other, now)
         payment = self._new_payment(invoice, amount, "tpe", now)
         payment.transaction_id = f"T{self._random.getrandbits(48):012x}"
         payment.terminal_serial = terminal_serial
@@ -344,6 +358,10 @@ class BackendStore:
             if result == "approved":
                 raise _result_conflict(payment, result)
         elif payment.status == "authorised":
+            if result == "approved" and payment.amount_cents > invoice.balance_due_cents:
+                raise BackendError(
+                    "invoice_already_paid", f"La facture {invoice.number} est déjà réglée."
+                )
             if result == "approved":
                 payment.status = "captured"
                 invoice.balance_due_cents -= payment.amount_cents

@@ -33,6 +33,7 @@ HEADER_SIZE = 3
 FIRST_HEADER_SIZE = 5
 ATT_WRITE_OVERHEAD = 3  # opcode + handle in an ATT write request or notification
 
+MAX_ATTRIBUTE_VALUE = 512  # an attribute value never exceeds 512 bytes, whatever the MTU
 DEFAULT_MAX_MESSAGE_SIZE = 8192
 MIN_ATT_MTU = 23
 
@@ -41,7 +42,7 @@ def fragment_payload_size(att_mtu: int) -> int:
     """Bytes of message a fragment can carry for a given ATT MTU."""
     if att_mtu < MIN_ATT_MTU:
         raise ValueError(f"ATT MTU {att_mtu} is below the minimum of {MIN_ATT_MTU}")
-    return att_mtu - ATT_WRITE_OVERHEAD - FIRST_HEADER_SIZE
+    return min(att_mtu - ATT_WRITE_OVERHEAD, MAX_ATTRIBUTE_VALUE) - FIRST_HEADER_SIZE
 
 
 def fragment(message: bytes, message_number: int, att_mtu: int) -> Iterator[bytes]:
@@ -76,6 +77,7 @@ class Reassembler:
         self._expected_length = 0
         self._message_number: int | None = None
         self._next_index = 0
+        self._discarding: int | None = None  # message already reported as broken
 
     @property
     def in_progress(self) -> bool:
@@ -97,10 +99,12 @@ class Reassembler:
         A FIRST frame that interrupts a partial message reports the abandoned one and is kept
         as the start of the next message, so garbage never costs the next valid message.
         """
+        number = self._message_number
         try:
             return self._feed(frame)
         except FramingError as error:
             self.reset()
+            self._discarding = number
             return [error]
 
     def _feed(self, frame: bytes) -> list[bytes | FramingError]:
@@ -113,6 +117,7 @@ class Reassembler:
         if flags & _RESERVED_MASK:
             raise FramingError(f"reserved flag bits set: {flags:#04x}")
         if flags & FLAG_FIRST:
+            self._discarding = None
             events: list[bytes | FramingError] = []
             if self._message_number is not None:
                 events.append(
@@ -123,9 +128,12 @@ class Reassembler:
                 events.extend(self._start(frame, flags, number, index))
             except FramingError as error:
                 self.reset()
+                self._discarding = number
                 events.append(error)
             return events
         if self._message_number is None:
+            if number == self._discarding:
+                return []  # the rest of a message already reported: one error is enough
             raise FramingError("continuation fragment without a first fragment")
         if number != self._message_number:
             raise FramingError(

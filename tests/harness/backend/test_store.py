@@ -79,7 +79,9 @@ def test_payment_defaults_to_the_balance_due_with_deterministic_transaction_ids(
         store = new_store(seed)
         invoice = new_invoice(store)
         payments = [store.start_tpe_payment(invoice.number, None, "SIM0001", NOW) for _ in "ab"]
-        assert all(p.amount_cents == 4250 and p.status == "pending" for p in payments)
+        assert all(p.amount_cents == 4250 for p in payments)
+        # a new attempt replaces a pending one that was never authorised (nothing charged)
+        assert [p.status for p in payments] == ["aborted", "pending"]
         return [p.transaction_id for p in payments]
 
     ids = transaction_ids(1)
@@ -140,13 +142,29 @@ def test_two_payments_cannot_both_pay_the_same_balance(
     store = new_store()
     invoice = new_invoice(store)
     first = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
-    second = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
     authorise(store, processor, seal_for, first, VISA)
+    with pytest.raises(BackendError, match="payment_in_progress"):
+        store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
     store.record_result(first.id, str(first.transaction_id), "approved", NOW)
     with pytest.raises(BackendError, match="invoice_already_paid"):
-        authorise(store, processor, seal_for, second, VISA)
-    assert second.status == "pending"
+        store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
     assert invoice.balance_due_cents == 0
+    assert [p.status for p in invoice.payments] == ["captured"]
+
+
+def test_a_stale_pending_payment_cannot_be_authorised_after_it_was_replaced(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    invoice = new_invoice(store)
+    stale = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    fresh = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    with pytest.raises(BackendError, match="already_authorised"):
+        authorise(store, processor, seal_for, stale, VISA)
+    authorise(store, processor, seal_for, fresh, VISA)
+    store.record_result(fresh.id, str(fresh.transaction_id), "approved", NOW)
+    assert invoice.balance_due_cents == 0
+    assert [p.status for p in invoice.payments] == ["aborted", "captured"]
 
 
 @pytest.mark.parametrize(

@@ -198,14 +198,30 @@ def test_declared_length_at_cap_is_accepted() -> None:
 
 
 def test_defect_drops_the_partial_message() -> None:
-    """After a bad continuation, the rest of the broken message is refused, not glued on."""
+    """After a bad continuation, the rest of the broken message is dropped (reported once),
+    never glued onto anything; the next message goes through."""
     reassembler = Reassembler()
     reassembler.feed(PARTIAL)
-    reassembler.feed(make_frame(MIDDLE, 5, 7, b"ef"))  # out of order: message 5 is dropped
-    out = reassembler.feed(make_frame(LAST, 5, 1, b"efghij"))
-    assert len(out) == 1
-    assert isinstance(out[0], FramingError)
-    assert "without a first" in out[0].reason
+    (error,) = reassembler.feed(make_frame(MIDDLE, 5, 7, b"ef"))  # out of order: dropped
+    assert isinstance(error, FramingError)
+    assert reassembler.feed(make_frame(LAST, 5, 1, b"efghij")) == []
+    assert not reassembler.in_progress
+    assert reassembler.feed(make_frame(ONLY, 6, 0, b"new", length=3)) == [b"new"]
+
+
+def test_an_oversized_message_is_reported_once_not_per_fragment() -> None:
+    reassembler = Reassembler(max_message_size=100)
+    frames = list(fragment(bytes(1000), 3, 23))
+    results = [item for frame in frames for item in reassembler.feed(frame)]
+    assert len(results) == 1
+    assert isinstance(results[0], FramingError)
+    assert "above the 100-byte cap" in results[0].reason
+
+
+def test_frames_never_exceed_an_attribute_value_even_with_a_large_mtu() -> None:
+    frames = list(fragment(bytes(2000), 1, 517))
+    assert max(len(f) for f in frames) == 512
+    assert fragment_payload_size(517) == 507
 
 
 def test_first_frame_interrupting_a_partial_message_reports_it_and_keeps_the_new_one() -> None:
