@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
+
+import yaml
 
 from harness.app import PhoneError
 from harness.rig import World, WorldConfig, WorldTimeout
 from simulator.cards import CatalogueError
-from simulator.terminal import CONTACTLESS_CEILING, ProfileError, format_amount
+from simulator.terminal import CONTACTLESS_CEILING, ProfileError, TerminalError, format_amount
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--invoice", help="invoice number (default: the first unpaid ≤ 50 €)")
     demo.add_argument("--seed", type=int, help="Faker seed for customers and invoices")
     demo.add_argument(
-        "--wait", type=float, default=4.0, help="seconds the customer takes to tap (loop time)"
+        "--wait",
+        type=_seconds,
+        default=4.0,
+        help="seconds the customer takes to tap (loop time, 0 to 3600; default 4)",
     )
     demo.add_argument(
         "--realtime", action="store_true", help="run on the wall clock instead of virtual time"
@@ -45,11 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse enforces the choices
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
 def demo_command(args: argparse.Namespace) -> int:
     try:
         world = World(WorldConfig(seed=args.seed, fast=not args.realtime))
-    except (CatalogueError, ProfileError, OSError) as error:
+    except (CatalogueError, ProfileError, OSError, yaml.YAMLError) as error:
         print(f"tpe-sim: cannot load the fixtures: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError, TypeError) as error:
+        # merchant.yaml is not validated field by field yet: say which file to look at.
+        print(
+            f"tpe-sim: cannot load the fixtures (check merchant.yaml and terminals.yaml): "
+            f"{type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
         return 2
     try:
         world.open()
@@ -57,6 +78,12 @@ def demo_command(args: argparse.Namespace) -> int:
     except (PhoneError, WorldTimeout) as error:
         print(f"\n✗ ÉCHEC : {error}", file=sys.stderr)
         return 1
+    except TerminalError as error:
+        print(f"\n✗ ÉCHEC : carte présentée trop tard ({error})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrompu", file=sys.stderr)
+        return 130
     finally:
         world.close()
 
@@ -67,7 +94,8 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
 
     world.app.listeners.append(stage)
     if args.card not in world.catalogue:
-        print(f"tpe-sim: unknown card {args.card!r}; known: {', '.join(world.catalogue)}")
+        known = ", ".join(world.catalogue) or "(none)"
+        print(f"tpe-sim: unknown card {args.card!r}; known: {known}", file=sys.stderr)
         return 2
     if args.invoice:
         number = args.invoice
@@ -83,6 +111,13 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
         number = candidates[0].number
     invoice = world.store.invoices.get(number)
     customer = world.store.customers.get(invoice.customer_id) if invoice else None
+    if invoice and invoice.balance_due_cents > CONTACTLESS_CEILING:
+        print(
+            f"tpe-sim: invoice {number} is due {format_amount(invoice.balance_due_cents)}, above "
+            "the 50 EUR contactless ceiling; chip and PIN is not simulated yet",
+            file=sys.stderr,
+        )
+        return 2
     print("tpe-sim demo — paiement d'une facture par carte sans contact\n")
     if invoice and customer:
         print(
@@ -105,7 +140,7 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
     status = outcome.invoice.get("status")
     print(
         f"\nRésultat : {outcome.message} — facture {number} : {status}"
-        f"\nTemps simulé {world.loop_elapsed:.3f} s, temps réel {world.wall_elapsed:.3f} s"
+        f"\nTemps de boucle {world.loop_elapsed:.3f} s, temps réel {world.wall_elapsed:.3f} s"
     )
     return 0 if outcome.result == "approved" and status == "paid" else 1
 

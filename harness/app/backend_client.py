@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -61,20 +62,22 @@ class BackendClient:
         return result
 
     async def invoice(self, number: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", f"/api/invoices/{number}")
+        result: dict[str, Any] = await self.request(
+            "GET", f"/api/invoices/{quote(number, safe='')}"
+        )
         return result
 
     async def create_payment(self, number: str, terminal_serial: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
             "POST",
-            f"/api/invoices/{number}/payments",
+            f"/api/invoices/{quote(number, safe='')}/payments",
             {"method": "tpe", "terminal_serial": terminal_serial},
         )
         return result
 
     async def authorise(self, payment_id: str, request: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
-            "POST", f"/api/payments/{payment_id}/authorisation", request
+            "POST", f"/api/payments/{quote(payment_id, safe='')}/authorisation", request
         )
         return result
 
@@ -83,7 +86,7 @@ class BackendClient:
     ) -> dict[str, Any]:
         answer: dict[str, Any] = await self.request(
             "POST",
-            f"/api/payments/{payment_id}/result",
+            f"/api/payments/{quote(payment_id, safe='')}/result",
             {"transaction_id": transaction_id, "result": result},
         )
         return answer

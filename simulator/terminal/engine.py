@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,7 +48,7 @@ from simulator.protocol.messages import (
 )
 from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
 from simulator.terminal.profile import TerminalProfile
-from simulator.terminal.screen import Screen, format_amount
+from simulator.terminal.screen import SCREEN_WIDTH, Screen, format_amount
 
 CONTACTLESS_CEILING = 5000  # cents: 50 EUR per contactless transaction in France since 2020
 MAX_AMOUNT = 99_999_999  # 12-digit EMV amount, but no sane invoice is near this
@@ -283,7 +284,7 @@ class TerminalEngine:
 
     # ---------------------------------------------------------------- command handlers
     def _on_payment_request(self, cmd: PaymentRequest, now: float) -> None:
-        if self.state is not State.IDLE:
+        if self.state not in (State.IDLE, *FINAL_STATES):  # a result on screen may be replaced
             self._refuse(cmd, "busy", "Terminal occupé : une transaction est déjà en cours.")
             return
         if cmd.currency not in CURRENCIES:
@@ -363,12 +364,15 @@ class TerminalEngine:
         txn.response_code = code
         txn.message = message
         amount = format_amount(txn.amount, txn.currency)
+        reason = textwrap.wrap(message.upper(), SCREEN_WIDTH)[:3]
         if state is State.APPROVED:
             self._show(now, amount, "PAIEMENT ACCEPTÉ")
         elif state is State.DECLINED:
-            self._show(now, "PAIEMENT REFUSÉ", message.upper())
+            self._show(now, "PAIEMENT REFUSÉ", *reason)
+        elif message == "Transaction annulée":
+            self._show(now, "TRANSACTION ANNULÉE")
         else:
-            self._show(now, "TRANSACTION ANNULÉE", message.upper())
+            self._show(now, "TRANSACTION ANNULÉE", *reason)
         self._deadline = now + self.timeouts.result_display
         result = {State.APPROVED: "approved", State.DECLINED: "declined"}.get(state, "aborted")
         self._emit(

@@ -42,9 +42,29 @@ def test_demo_with_a_declined_card_fails_with_a_clear_message(
 
 def test_demo_rejects_an_unknown_card(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--card", "carte_inconnue"]) == 2
-    assert "unknown card 'carte_inconnue'" in capsys.readouterr().out
+    assert "unknown card 'carte_inconnue'" in capsys.readouterr().err
 
 
 def test_demo_reports_an_unknown_invoice(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--invoice", "F-1999-9999"]) == 1
     assert "Facture F-1999-9999 introuvable" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_wait_that_is_not_a_sane_number_of_seconds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for bad in ("inf", "nan", "-1", "1e308"):
+        with pytest.raises(SystemExit) as exited:
+            main(["demo", "--wait", bad])
+        assert exited.value.code == 2
+        assert "not a number of seconds" in capsys.readouterr().err
+
+
+def test_demo_tap_after_the_card_timeout_is_a_clear_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo", "--wait", "61"]) == 1
+    captured = capsys.readouterr()
+    assert "Délai de présentation de la carte dépassé" in captured.out
+    assert "carte présentée trop tard" in captured.err
+    assert "Traceback" not in captured.err

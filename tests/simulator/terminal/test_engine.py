@@ -390,9 +390,19 @@ def test_second_payment_while_waiting_is_busy(rig: Rig) -> None:
     assert rig.engine.next_deadline == T0 + TIMEOUTS.card_presentation
 
 
-def test_payment_while_the_result_is_shown_is_busy(rig: Rig) -> None:
+def test_a_new_payment_may_replace_the_result_on_screen(rig: Rig) -> None:
     approve(rig)
-    assert refusal(rig.pay(txn="B", now=T0 + 8)).code == "busy"
+    events = rig.pay(txn="B", now=T0 + 8)
+    assert isinstance(events[0], CommandAccepted)
+    assert rig.engine.state is State.WAITING_FOR_CARD
+    assert rig.engine.journal[TXN].state is State.APPROVED  # the first stays in the journal
+    assert rig.engine.next_deadline == T0 + 8 + TIMEOUTS.card_presentation
+
+
+def test_payment_while_authorising_is_busy(rig: Rig) -> None:
+    rig.pay()
+    rig.tap(card("visa"), T0 + 5)
+    assert refusal(rig.pay(txn="B", now=T0 + 6)).code == "busy"
 
 
 @pytest.mark.parametrize(
