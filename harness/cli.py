@@ -19,6 +19,8 @@ from harness.rig import World, WorldConfig, WorldTimeout
 from simulator.cards import CatalogueError
 from simulator.terminal import CONTACTLESS_CEILING, ProfileError, TerminalError, format_amount
 
+STATUS_FR = {"paid": "payée", "unpaid": "impayée", "partially_paid": "partiellement payée"}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -122,7 +124,8 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
     if invoice and customer:
         print(
             f"Facture {number} de {customer.name} : "
-            f"{format_amount(invoice.balance_due_cents)} à régler ({invoice.status})\n"
+            f"{format_amount(invoice.balance_due_cents)} à régler "
+            f"({STATUS_FR.get(invoice.status, invoice.status)})\n"
         )
     world.associate()
     world.start_payment(number)
@@ -139,7 +142,7 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
         print("  -----------------------")
     status = outcome.invoice.get("status")
     print(
-        f"\nRésultat : {outcome.message} — facture {number} : {status}"
+        f"\nRésultat : {outcome.message} — facture {number} : {STATUS_FR.get(str(status), status)}"
         f"\nTemps de boucle {world.loop_elapsed:.3f} s, temps réel {world.wall_elapsed:.3f} s"
     )
     return 0 if outcome.result == "approved" and status == "paid" else 1

@@ -28,7 +28,7 @@ def test_demo_pays_an_invoice_and_prints_stages_and_receipt(
     assert "4242424242424242" not in out  # the receipt shows the masked PAN only
     assert "************4242" in out
     assert "facture F-" in out
-    assert ": paid" in out
+    assert ": payée" in out
 
 
 def test_demo_with_a_declined_card_fails_with_a_clear_message(
@@ -37,7 +37,7 @@ def test_demo_with_a_declined_card_fails_with_a_clear_message(
     assert main(["demo", "--card", "visa_refusee"]) == 1
     out = capsys.readouterr().out
     assert "Paiement refusé par la banque" in out
-    assert ": unpaid" in out
+    assert ": impayée" in out
 
 
 def test_demo_rejects_an_unknown_card(capsys: pytest.CaptureFixture[str]) -> None:
