@@ -102,15 +102,11 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
     if args.invoice:
         number = args.invoice
     else:
-        candidates = [
-            inv
-            for inv in world.store.invoices.values()
-            if inv.status == "unpaid" and inv.balance_due_cents <= CONTACTLESS_CEILING
-        ]
-        if not candidates:
+        found = world.unpaid_invoice(at_most_cents=CONTACTLESS_CEILING)
+        if found is None:
             print("tpe-sim: no unpaid invoice of at most 50 € in the seeded data", file=sys.stderr)
             return 1
-        number = candidates[0].number
+        number = found
     invoice = world.store.invoices.get(number)
     customer = world.store.customers.get(invoice.customer_id) if invoice else None
     if invoice and invoice.balance_due_cents > CONTACTLESS_CEILING:

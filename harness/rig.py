@@ -236,6 +236,18 @@ class World:
         self.terminal.press_key("green" if same and answer != "refuse_on_terminal" else "red")
         return same and answer != "refuse_on_phone"
 
+    def unpaid_invoice(self, at_most_cents: int | None = None) -> str | None:
+        """The number of the first unpaid invoice (due at most ``at_most_cents``), if any."""
+        return next(
+            (
+                inv.number
+                for inv in self.store.invoices.values()
+                if inv.status == "unpaid"
+                and (at_most_cents is None or inv.balance_due_cents <= at_most_cents)
+            ),
+            None,
+        )
+
     def card(self, key: str) -> VirtualCard:
         """The cardholder's card ``key`` from the catalogue (one physical card per key)."""
         if key not in self._cards:

@@ -14,11 +14,9 @@ from simulator.terminal import State, Timeouts
 
 
 def first_small_unpaid(world: World) -> str:
-    return next(
-        i.number
-        for i in world.store.invoices.values()
-        if i.status == "unpaid" and i.balance_due_cents <= 5000
-    )
+    number = world.unpaid_invoice(at_most_cents=5000)
+    assert number is not None
+    return number
 
 
 def test_loop_time_runs_ahead_of_wall_time() -> None:

@@ -15,11 +15,9 @@ from simulator.terminal import State
 
 
 def unpaid_small_invoice(world: World) -> str:
-    return next(
-        inv.number
-        for inv in world.store.invoices.values()
-        if inv.status == "unpaid" and inv.balance_due_cents <= 5000
-    )
+    number = world.unpaid_invoice(at_most_cents=5000)
+    assert number is not None
+    return number
 
 
 def test_pairing_is_numeric_comparison_and_bond_is_mitm() -> None:
