@@ -12,9 +12,8 @@ import math
 import sys
 from collections.abc import Sequence
 
-import yaml
-
 from harness.app import PhoneError
+from harness.backend.seed import FixtureError
 from harness.rig import World, WorldConfig, WorldTimeout
 from simulator.cards import CatalogueError
 from simulator.terminal import CONTACTLESS_CEILING, ProfileError, TerminalError, format_amount
@@ -63,16 +62,8 @@ def _seconds(text: str) -> float:
 def demo_command(args: argparse.Namespace) -> int:
     try:
         world = World(WorldConfig(seed=args.seed, fast=not args.realtime))
-    except (CatalogueError, ProfileError, OSError, yaml.YAMLError) as error:
+    except (CatalogueError, ProfileError, FixtureError, OSError) as error:
         print(f"tpe-sim: cannot load the fixtures: {error}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError, TypeError) as error:
-        # merchant.yaml is not validated field by field yet: say which file to look at.
-        print(
-            f"tpe-sim: cannot load the fixtures (check merchant.yaml and terminals.yaml): "
-            f"{type(error).__name__}: {error}",
-            file=sys.stderr,
-        )
         return 2
     try:
         world.open()

@@ -45,7 +45,13 @@ from harness.backend.seed import load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
 from simulator.ble import BleTerminal
 from simulator.cards import Catalogue, EntryMode, VirtualCard
-from simulator.terminal import MerchantSetup, TerminalEngine, Timeouts, load_profiles
+from simulator.terminal import (
+    MerchantSetup,
+    ProfileError,
+    TerminalEngine,
+    Timeouts,
+    load_profiles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,13 @@ class World:
         self.scenario_date = self.config.scenario_date or settings.scenario_date
         self.seed = settings.faker_seed if self.config.seed is None else self.config.seed
         self.catalogue = Catalogue.load(self.config.fixtures / "cards.yaml")
-        self.profile = load_profiles(self.config.fixtures / "terminals.yaml")[self.config.terminal]
+        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        if self.config.terminal not in profiles:
+            raise ProfileError(
+                f"no terminal profile {self.config.terminal!r} in terminals.yaml "
+                f"(known: {', '.join(profiles) or 'none'})"
+            )
+        self.profile = profiles[self.config.terminal]
         self.loop: asyncio.AbstractEventLoop = (
             looptime.new_event_loop(start=0.0) if self.config.fast else asyncio.new_event_loop()
         )

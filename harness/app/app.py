@@ -25,6 +25,7 @@ from simulator.protocol.messages import (
     PaymentRequest,
     PaymentResponse,
 )
+from simulator.terminal import format_amount
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class InvoicingApp:
         amount = int(payment["amount_cents"])
         self.show(
             "amount_sent",
-            f"Montant de {_euros(amount)} transmis au terminal (facture {invoice['number']})",
+            f"Montant de {format_amount(amount, '€')} transmis au terminal "
+            f"(facture {invoice['number']})",
         )
         try:
             await link.send(
@@ -188,9 +190,8 @@ class InvoicingApp:
         if final.result == "approved" and invoice.get("status") == "paid":
             self.show("paid", f"Paiement accepté : facture {number} payée")
         elif final.result == "approved":
-            self.show(
-                "partial", f"Paiement accepté : reste dû {_euros(invoice['balance_due_cents'])}"
-            )
+            due = format_amount(int(invoice["balance_due_cents"]), "€")
+            self.show("partial", f"Paiement accepté : reste dû {due}")
         else:
             self.show("failed", f"Paiement non abouti : {final.message}")
         return outcome
@@ -267,8 +268,3 @@ class InvoicingApp:
     def _fail(self, error: PhoneError) -> PhoneError:
         self.show("error", error.message)
         return error
-
-
-def _euros(cents: int) -> str:
-    euros, rest = divmod(int(cents), 100)
-    return f"{euros},{rest:02d} €"

@@ -18,6 +18,8 @@ from faker import Faker
 
 from harness.backend.processor import IssuerCard, Processor
 from harness.backend.store import BackendStore, BillingSettings, InvoiceLine, Merchant
+from simulator.cards import Catalogue
+from simulator.terminal import load_profiles
 
 SERVICE_LABELS = (
     "Déplacement",
@@ -43,35 +45,73 @@ class SeedSettings:
     scenario_date: datetime
 
 
+class FixtureError(ValueError):
+    """A fixture file that does not hold together; the message names the file and the field."""
+
+
 def _load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise FixtureError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise FixtureError(f"{path}: expected a mapping at the top level")
     return data
 
 
+def _section(path: Path, name: str) -> dict[str, Any]:
+    section = _load(path).get(name)
+    if not isinstance(section, dict):
+        raise FixtureError(f"{path}: expected a '{name}:' mapping")
+    return section
+
+
+def _field(path: Path, section: dict[str, Any], name: str, kind: type) -> Any:
+    value = section.get(name)
+    # bool is an int subclass: a YAML "true" is not a count, nor "1" a flag.
+    if type(value) is not kind and not (kind is str and isinstance(value, int | float)):
+        article = "an" if kind is int else "a"
+        raise FixtureError(
+            f"{path}: field {name!r} must be {article} {kind.__name__}, got {value!r}"
+        )
+    return str(value) if kind is str else value
+
+
 def load_seed_settings(fixtures: Path) -> SeedSettings:
-    seed = _load(fixtures / "merchant.yaml")["seed"]
-    return SeedSettings(
-        faker_seed=int(seed["faker_seed"]),
-        customers=int(seed["customers"]),
-        invoices_per_customer=int(seed["invoices_per_customer"]),
-        scenario_date=datetime.fromisoformat(str(seed["scenario_date"])),
-    )
+    path = fixtures / "merchant.yaml"
+    seed = _section(path, "seed")
+    when = _field(path, seed, "scenario_date", str)
+    try:
+        scenario_date = datetime.fromisoformat(when)
+    except ValueError as exc:
+        raise FixtureError(f"{path}: field 'scenario_date' is not an ISO date: {when!r}") from exc
+    if scenario_date.tzinfo is None:
+        raise FixtureError(f"{path}: field 'scenario_date' needs a UTC offset, e.g. +01:00")
+    counts = {
+        name: _field(path, seed, name, int)
+        for name in ("faker_seed", "customers", "invoices_per_customer")
+    }
+    if counts["customers"] < 0 or counts["invoices_per_customer"] < 0:
+        raise FixtureError(f"{path}: customer and invoice counts must not be negative")
+    return SeedSettings(scenario_date=scenario_date, **counts)
 
 
 def load_processor(fixtures: Path) -> Processor:
-    """The processor with the terminal keys and card catalogue of the fixtures."""
-    terminals = _load(fixtures / "terminals.yaml")["terminals"].values()
-    cards = _load(fixtures / "cards.yaml")["cards"].values()
+    """The processor with the terminal keys and card catalogue of the fixtures.
+
+    Uses the same validated loaders as the terminal side: these files are shared fixtures
+    (the terminals' key table and the issuers' card records), not terminal internals.
+    """
+    terminals = load_profiles(fixtures / "terminals.yaml").values()
+    cards = Catalogue.load(fixtures / "cards.yaml").values()
     return Processor(
-        terminal_keys={str(t["serial"]): bytes.fromhex(str(t["card_data_key"])) for t in terminals},
+        terminal_keys={t.serial: t.card_data_key for t in terminals},
         cards=[
             IssuerCard(
-                pan=str(card["pan"]),
-                brand=str(card["brand"]),
-                expiry=str(card["expiry"]),
-                response_code=str(card["issuer"]["response_code"]),
+                pan=card.pan,
+                brand=card.brand,
+                expiry=f"{card.expiry_year:04d}-{card.expiry_month:02d}",
+                response_code=card.issuer_response_code,
             )
             for card in cards
         ],
@@ -80,15 +120,16 @@ def load_processor(fixtures: Path) -> Processor:
 
 def empty_store(fixtures: Path, *, seed: int = 0) -> BackendStore:
     """The merchant and billing settings of the fixtures, with no customer yet."""
-    merchant = _load(fixtures / "merchant.yaml")["merchant"]
+    path = fixtures / "merchant.yaml"
+    merchant = _section(path, "merchant")
     return BackendStore(
         Merchant(
-            id=str(merchant["id"]),
-            name=str(merchant["name"]),
-            city=str(merchant["city"]),
-            contract_number=str(merchant["contract_number"]),
+            id=_field(path, merchant, "id", str),
+            name=_field(path, merchant, "name", str),
+            city=_field(path, merchant, "city", str),
+            contract_number=_field(path, merchant, "contract_number", str),
         ),
-        BillingSettings(tpe_enabled=bool(merchant["tpe_enabled"])),
+        BillingSettings(tpe_enabled=_field(path, merchant, "tpe_enabled", bool)),
         seed=seed,
     )
 

@@ -364,15 +364,12 @@ class TerminalEngine:
         txn.response_code = code
         txn.message = message
         amount = format_amount(txn.amount, txn.currency)
-        reason = textwrap.wrap(message.upper(), SCREEN_WIDTH)[:3]
         if state is State.APPROVED:
             self._show(now, amount, "PAIEMENT ACCEPTÉ")
-        elif state is State.DECLINED:
-            self._show(now, "PAIEMENT REFUSÉ", *reason)
-        elif message == "Transaction annulée":
-            self._show(now, "TRANSACTION ANNULÉE")
         else:
-            self._show(now, "TRANSACTION ANNULÉE", *reason)
+            heading = "PAIEMENT REFUSÉ" if state is State.DECLINED else "TRANSACTION ANNULÉE"
+            reason = textwrap.wrap(message.upper(), SCREEN_WIDTH)[:3]
+            self._show(now, heading, *(reason if reason != [heading] else []))
         self._deadline = now + self.timeouts.result_display
         result = {State.APPROVED: "approved", State.DECLINED: "declined"}.get(state, "aborted")
         self._emit(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
+from harness.fixtures import fixtures_dir
 
 
 def test_demo_pays_an_invoice_and_prints_stages_and_receipt(
@@ -68,3 +72,18 @@ def test_demo_tap_after_the_card_timeout_is_a_clear_failure(
     assert "Délai de présentation de la carte dépassé" in captured.out
     assert "carte présentée trop tard" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_demo_reports_a_broken_merchant_file_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fixtures = tmp_path / "fixtures"
+    shutil.copytree(fixtures_dir(), fixtures)
+    merchant = fixtures / "merchant.yaml"
+    merchant.write_text(
+        merchant.read_text(encoding="utf-8").replace("customers: 5", "customers: x")
+    )
+    monkeypatch.setenv("TPE_SIM_FIXTURES", str(fixtures))
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "merchant.yaml: field 'customers' must be an int" in err

@@ -3,11 +3,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from freezegun import freeze_time
 
 from harness.backend import load_processor, seed_store
 from harness.backend.processor import AuthorisationRequest
-from harness.backend.seed import load_seed_settings
+from harness.backend.seed import FixtureError, load_seed_settings
+from simulator.cards import CatalogueError
 from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -96,3 +98,48 @@ def test_processor_uses_the_fixture_terminal_keys_and_cards() -> None:
     )
     request = AuthorisationRequest("T1", 99, "EUR", "chip", "VISA", blob)
     assert processor.authorise(request, today=SCENARIO.date()).response_code == "05"
+
+
+def _fixtures_copy(tmp_path: Path) -> Path:
+    import shutil
+
+    source = Path(__file__).resolve().parents[3] / "fixtures"
+    target = tmp_path / "fixtures"
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "named"),
+    [
+        ("seed:", "graine:", "'seed:'"),
+        ("merchant:", "marchand:", "'merchant:'"),
+        ('"2026-12-03T09:30:00+01:00"', '"demain"', "scenario_date"),
+        ('"2026-12-03T09:30:00+01:00"', '"2026-12-03T09:30:00"', "UTC offset"),
+        ("customers: 5", "customers: many", "'customers'"),
+        ("customers: 5", "customers: true", "'customers'"),
+        ("tpe_enabled: true", 'tpe_enabled: "false"', "'tpe_enabled'"),
+        ("merchant:", "merchant: [", "not valid YAML"),
+    ],
+)
+def test_broken_merchant_file_names_the_file_and_field(
+    tmp_path: Path, old: str, new: str, named: str
+) -> None:
+    fixtures = _fixtures_copy(tmp_path)
+    path = fixtures / "merchant.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(FixtureError) as error:
+        seed_store(fixtures)
+    assert "merchant.yaml" in str(error.value)
+    assert named in str(error.value)
+
+
+def test_processor_reads_cards_through_the_validated_catalogue(tmp_path: Path) -> None:
+    fixtures = _fixtures_copy(tmp_path)
+    path = fixtures / "cards.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('"4242424242424242"', '"4242424242424243"'), encoding="utf-8")
+    with pytest.raises(CatalogueError, match=r"'visa'.*Luhn"):
+        load_processor(fixtures)
