@@ -11,4 +11,11 @@ def fixtures_dir() -> Path:
     override = os.environ.get("TPE_SIM_FIXTURES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1] / "fixtures"
+    here = Path(__file__).resolve().parents[1] / "fixtures"
+    if not here.is_dir():
+        raise FileNotFoundError(
+            f"no fixtures folder at {here}: tpe-sim runs from a checkout (pip install -e .); "
+            "elsewhere set TPE_SIM_FIXTURES (or --tpe-fixtures) to a folder holding cards.yaml, "
+            "terminals.yaml and merchant.yaml"
+        )
+    return here

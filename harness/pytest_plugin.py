@@ -14,7 +14,8 @@ import pytest
 from harness.fixtures import fixtures_dir
 from harness.rig import World, WorldConfig
 
-STEP_MODULES = ("harness.steps.paiement",)
+STEP_MODULES = ("harness.steps.paiement", "harness.steps.porteur")
+LOOPTIME_PLUGINS = ("looptime_plugin", "looptime_chronometers", "looptime_timeproxies")
 _WORLD_KEY = pytest.StashKey[World]()
 _TIMINGS_KEY = pytest.StashKey[list[tuple[str, float, float]]]()
 
@@ -41,6 +42,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # looptime's own pytest plugin (installed with looptime) breaks every fixture when
+    # pytest-asyncio is absent; worlds build their looptime loops themselves, so drop it then.
+    if not config.pluginmanager.has_plugin("asyncio"):
+        for name in LOOPTIME_PLUGINS:
+            plugin = config.pluginmanager.get_plugin(name)
+            if plugin is not None:
+                config.pluginmanager.unregister(plugin)
     for module in STEP_MODULES:
         config.pluginmanager.import_plugin(module)
     config.stash[_TIMINGS_KEY] = []
@@ -71,6 +79,18 @@ def world(request: pytest.FixtureRequest, world_config: WorldConfig) -> Iterator
         request.node.user_properties.append(("loop_seconds", round(loop_s, 6)))
         request.node.user_properties.append(("wall_seconds", round(wall_s, 6)))
         request.config.stash[_TIMINGS_KEY].append((request.node.nodeid, loop_s, wall_s))
+
+
+def pytest_bdd_after_scenario(
+    request: pytest.FixtureRequest, feature: object, scenario: object
+) -> None:
+    """After every scenario: no money taken with the invoice unpaid, no invoice paid without
+    an approved payment (the backend's bookkeeping invariants)."""
+    the_world = request.node.stash.get(_WORLD_KEY, None)
+    if the_world is None:
+        return
+    problems = the_world.store.check_invariants()
+    assert not problems, "payment bookkeeping broken:\n" + "\n".join(problems)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -39,7 +39,14 @@ from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
-from harness.app import AppTimeouts, BackendClient, InvoicingApp, PaymentOutcome, VirtualPhone
+from harness.app import (
+    AppTimeouts,
+    BackendClient,
+    InvoicingApp,
+    PaymentOutcome,
+    PhoneError,
+    VirtualPhone,
+)
 from harness.backend import BackendServer, BackendStore
 from harness.backend.seed import load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
@@ -273,6 +280,10 @@ class World:
 
     def start_payment(self, invoice_number: str) -> None:
         """Trigger the card payment from the invoice; returns once the terminal asks for it."""
+        if self._payment is not None and not self._payment.done():
+            raise PhoneError(
+                "payment_in_progress", "Un paiement est déjà en cours sur le terminal."
+            )
         self._payment = self.spawn(self.app.pay_invoice(invoice_number))
         payment = self._payment
         self.run(
@@ -285,9 +296,50 @@ class World:
         if payment.done():
             payment.result()  # raises what went wrong
 
-    def tap(self, card_key: str) -> None:
-        """The customer taps the card on the terminal."""
-        self.terminal.present_card(self.card(card_key), EntryMode.CONTACTLESS)
+    def tap(self, card_key: str, brand: str | None = None) -> None:
+        """The customer taps the card on the terminal (choosing ``brand`` if co-badged)."""
+        self.terminal.present_card(self.card(card_key), EntryMode.CONTACTLESS, brand)
+        self._settle()
+
+    def insert(self, card_key: str, brand: str | None = None) -> None:
+        """The customer inserts the card in the terminal's chip reader."""
+        self.terminal.present_card(self.card(card_key), EntryMode.CHIP, brand)
+        self._settle()
+
+    def enter_pin(self, pin: str) -> None:
+        """The customer types the PIN and presses the green key."""
+        self.terminal.enter_pin(pin)
+        self._settle()
+
+    def remove_card(self) -> None:
+        """The customer pulls the card out of the reader."""
+        self.terminal.remove_card()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Let what the cardholder's action set off run until the terminal waits for someone:
+        the cardholder (card, PIN), or nobody (the payment is over)."""
+        payment = self._payment
+        waiting_for_cardholder = ("waiting_for_card", "pin_entry")
+        self.run(
+            self.wait_until(
+                lambda: (
+                    (payment is None or payment.done())
+                    or (
+                        self.terminal.engine.state.value in waiting_for_cardholder
+                        and not self.app_busy
+                    )
+                ),
+                "the terminal to wait for the cardholder or the payment to end",
+                self.config.app_timeouts.payment,
+            )
+        )
+
+    @property
+    def app_busy(self) -> bool:
+        """The app has events from the terminal it has not handled yet."""
+        link = self.app.link
+        return link is not None and not link.events.empty()
 
     def wait(self, seconds: float) -> None:
         """Let ``seconds`` of loop time pass (the customer hesitates, the technician waits)."""

@@ -57,6 +57,7 @@ class PaymentOutcome:
     brand: str | None = None
     masked_pan: str | None = None
     receipt: list[str] = field(default_factory=list)
+    merchant_receipt: list[str] = field(default_factory=list)
     invoice: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,6 +84,8 @@ class InvoicingApp:
         self.terminal: AssociatedTerminal | None = None
         self.link: TerminalLink | None = None
         self.listeners: list[StageListener] = []
+        self._paying = False
+        self._approval_relayed = False
 
     def show(self, stage: str, text: str) -> None:
         """Display ``text`` to the user and tell the listeners which ``stage`` it is."""
@@ -123,6 +126,17 @@ class InvoicingApp:
     # ------------------------------------------------------------------ payment
     async def pay_invoice(self, number: str) -> PaymentOutcome:
         """Facturation › invoice › "Déclencher un paiement par carte via le terminal"."""
+        if self._paying:
+            raise self._fail(
+                PhoneError("payment_in_progress", "Un paiement est déjà en cours sur le terminal.")
+            )
+        self._paying = True
+        try:
+            return await self._pay_invoice(number)
+        finally:
+            self._paying = False
+
+    async def _pay_invoice(self, number: str) -> PaymentOutcome:
         self.show("menu", f"Menu › {MENU_BILLING} › facture {number}")
         try:
             invoice = await self.backend.invoice(number)
@@ -154,6 +168,7 @@ class InvoicingApp:
             f"Montant de {format_amount(amount, '€')} transmis au terminal "
             f"(facture {invoice['number']})",
         )
+        self._approval_relayed = False
         try:
             await link.send(
                 PaymentRequest(
@@ -164,14 +179,18 @@ class InvoicingApp:
                 )
             )
             await self._reply_to(link, expect=CommandAccepted)
-        except PhoneError:
-            # The terminal never took the payment: close it at the backend, nothing charged.
-            await self.backend.report_result(str(payment["payment_id"]), transaction_id, "aborted")
+            final = await self._run_payment(link, str(payment["payment_id"]), transaction_id)
+        except PhoneError as error:
+            await self._payment_interrupted(str(payment["payment_id"]), transaction_id, error)
             raise
-        final = await self._run_payment(link, str(payment["payment_id"]), transaction_id)
         try:
             await self.backend.report_result(
-                str(payment["payment_id"]), transaction_id, final.result
+                str(payment["payment_id"]),
+                transaction_id,
+                final.result,
+                receipts={"customer": final.receipt, "merchant": final.merchant_receipt}
+                if final.receipt
+                else None,
             )
             invoice = await self.backend.invoice(number)
         except BackendError as error:
@@ -185,6 +204,7 @@ class InvoicingApp:
             brand=final.brand,
             masked_pan=final.masked_pan,
             receipt=list(final.receipt),
+            merchant_receipt=list(final.merchant_receipt),
             invoice=invoice,
         )
         if final.result == "approved" and invoice.get("status") == "paid":
@@ -196,6 +216,28 @@ class InvoicingApp:
             self.show("failed", f"Paiement non abouti : {final.message}")
         return outcome
 
+    async def _payment_interrupted(
+        self, payment_id: str, transaction_id: str, error: PhoneError
+    ) -> None:
+        """The flow broke before the terminal's final word (link lost, refusal, timeout)."""
+        if error.code == "link_lost":
+            self.link = None  # the next flow reconnects
+        if not self.screen or self.screen[-1] != error.message:
+            self._fail(error)
+        if self._approval_relayed:
+            # The bank approved and the terminal may have confirmed: only the terminal knows.
+            # The authorisation stays held at the backend until it expires or is reconciled.
+            self.show(
+                "unknown_outcome",
+                "Résultat du paiement inconnu : la banque a donné son accord mais le terminal "
+                "ne l'a pas confirmé. Vérifiez le paiement avant de relancer.",
+            )
+            return
+        try:  # nothing can have been charged: close the payment at the backend
+            await self.backend.report_result(payment_id, transaction_id, "aborted")
+        except BackendError as backend_error:
+            log.warning("could not close payment %s: %s", payment_id, backend_error)
+
     async def _run_payment(
         self, link: TerminalLink, payment_id: str, transaction_id: str
     ) -> PaymentResponse:
@@ -206,12 +248,17 @@ class InvoicingApp:
                 case DisplayUpdate():
                     self.show("terminal_screen", "Terminal : " + " / ".join(event.lines))
                 case AuthorisationRequest() if event.transaction_id == transaction_id:
+                    # Once per card read: a soft decline (PSD2) brings a second one, chip and PIN.
                     self.show("card_read", f"Carte lue : {event.brand} {event.masked_pan}")
                     answer = await self._authorise(payment_id, event)
+                    self._approval_relayed |= answer.response_code == "00"
                     await link.send(answer)
-                    await self._reply_to(link, expect=CommandAccepted)
                 case PaymentResponse() if event.transaction_id == transaction_id:
                     return event
+                case Error():
+                    # e.g. the card was pulled out while the bank answered: the terminal
+                    # refuses the late answer and its PaymentResponse (aborted) settles it.
+                    log.info("terminal refused a command during payment: %s", event.code)
                 case _:
                     log.debug("ignored event during payment: %r", event)
 
@@ -231,6 +278,7 @@ class InvoicingApp:
                     "masked_pan": request.masked_pan,
                     "card_data": request.card_data,
                     "emv": request.emv,
+                    "cvm": request.cvm,
                 },
             )
         except BackendUnreachable:

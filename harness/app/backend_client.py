@@ -82,14 +82,25 @@ class BackendClient:
         return result
 
     async def report_result(
-        self, payment_id: str, transaction_id: str, result: str
+        self,
+        payment_id: str,
+        transaction_id: str,
+        result: str,
+        receipts: dict[str, list[str]] | None = None,
     ) -> dict[str, Any]:
+        body: dict[str, Any] = {"transaction_id": transaction_id, "result": result}
+        if receipts:
+            body["receipts"] = receipts
         answer: dict[str, Any] = await self.request(
-            "POST",
-            f"/api/payments/{quote(payment_id, safe='')}/result",
-            {"transaction_id": transaction_id, "result": result},
+            "POST", f"/api/payments/{quote(payment_id, safe='')}/result", body
         )
         return answer
+
+    async def receipts(self, payment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/api/payments/{quote(payment_id, safe='')}/receipts"
+        )
+        return result
 
     async def register_terminal(self, serial: str, model: str, firmware: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(

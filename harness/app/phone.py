@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bumble import att
+from bumble import att, core
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
@@ -133,8 +133,21 @@ class VirtualPhone:
                 "connect_timeout", "Impossible de se connecter au terminal : délai dépassé."
             ) from None
         link = TerminalLink(connection)
-        await link.open()
+        try:
+            await link.open()
+        except BaseException:
+            # A half-open link would keep the terminal from advertising: close it.
+            await link.disconnect()
+            raise
         return link
+
+
+def link_lost() -> PhoneError:
+    return PhoneError(
+        "link_lost",
+        "Connexion Bluetooth perdue avec le terminal. Rapprochez le téléphone du terminal et "
+        "réessayez.",
+    )
 
 
 class TerminalLink:
@@ -196,8 +209,14 @@ class TerminalLink:
         await self.write_frames(frames)
         return sent
 
+    @property
+    def is_connected(self) -> bool:
+        return not self.disconnected.done()
+
     async def write_frames(self, frames: list[bytes]) -> None:
         for frame in frames:
+            if not self.is_connected:
+                raise link_lost()
             try:
                 await self.peer.write_value(self.proxy.command, frame, with_response=True)
             except att.ATT_Error as exc:
@@ -205,14 +224,33 @@ class TerminalLink:
                     "terminal_refused_write",
                     f"Le terminal a refusé la commande (erreur Bluetooth {exc.error_name}).",
                 ) from exc
+            except (TimeoutError, core.BaseBumbleError) as exc:
+                if not self.is_connected:
+                    raise link_lost() from exc
+                raise PhoneError(
+                    "terminal_timeout", "Le terminal ne répond pas : délai d'attente dépassé."
+                ) from exc
 
     async def next_event(self, timeout: float) -> Event:
+        """The next event from the terminal; :class:`PhoneError` on timeout or link loss
+        (events that arrived before the loss are still delivered first)."""
+        if not self.events.empty():
+            return self.events.get_nowait()
+        if not self.is_connected:
+            raise link_lost()
+        getter = asyncio.ensure_future(self.events.get())
         try:
-            return await asyncio.wait_for(self.events.get(), timeout)
-        except TimeoutError:
-            raise PhoneError(
-                "terminal_timeout", "Le terminal ne répond pas : délai d'attente dépassé."
-            ) from None
+            done, _ = await asyncio.wait(
+                {getter, self.disconnected}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter in done:
+            return getter.result()
+        if self.disconnected in done:
+            raise link_lost()
+        raise PhoneError("terminal_timeout", "Le terminal ne répond pas : délai d'attente dépassé.")
 
     async def disconnect(self) -> None:
         if not self.disconnected.done():

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from harness.backend.processor import AuthorisationRequest, Decision, IssuerCard, Processor
+from harness.backend.processor import (
+    AuthorisationRequest,
+    CardState,
+    Decision,
+    IssuerCard,
+    Processor,
+)
 from harness.backend.seed import empty_store, load_processor, seed_store
 from harness.backend.server import BackendServer, RequestRecord
-from harness.backend.store import BackendError, BackendStore
+from harness.backend.store import BackendError, BackendStore, Receipts
 
 __all__ = [
     "AuthorisationRequest",
     "BackendError",
     "BackendServer",
     "BackendStore",
+    "CardState",
     "Decision",
     "IssuerCard",
     "Processor",
+    "Receipts",
     "RequestRecord",
     "empty_store",
     "load_processor",

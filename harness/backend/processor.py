@@ -3,17 +3,68 @@
 The processor holds the terminal keys and the card catalogue (shared fixtures). It opens the
 card-data blob the terminal sealed, finds the card by PAN and answers with an ISO 8583
 response code. The PAN lives only inside :meth:`Processor.authorise`; what leaves is the masked
-PAN and the decision.
+PAN, the card's catalogue key (the issuer's name for it) and the decision.
+
+What the issuer remembers between authorisations (the online PIN try counter, the PSD2
+contactless counters) is a :class:`CardState` per card that the caller keeps (the store) and
+passes in; the decision carries the state after this authorisation and what a capture of the
+payment does to the counters (:attr:`Decision.on_capture`).
+
+Decision rules, in this order (the first that applies answers):
+
+1. unknown PAN → ``05``;
+2. card reported lost → ``41``, stolen → ``43``;
+3. expired → ``54``;
+4. cardholder verification: online PIN (``cvm="online_pin"``, the PIN sealed in the card
+   data) with the issuer's try counter at 0 → ``75``; wrong PIN → the counter goes down by one
+   and the answer is ``55``, or ``75`` when it reaches 0 (third wrong PIN in a row); right PIN →
+   the counter is reset to 3. Offline PIN was checked by the card; the issuer only refuses it
+   (``75``) when it knows the PIN is blocked;
+5. the cents rule, for cards that follow it (Stripe's physical test card convention): the
+   amount's cents choose the answer, other cents fall through to the rules below:
+
+   ======  ======  ====================================================
+   cents   code    meaning
+   ======  ======  ====================================================
+   .00     —       continue with the normal rules
+   .01     05      call issuer (a terminal cannot call: do not honour)
+   .05     05      generic decline
+   .51     51      insufficient funds
+   .54     54      expired card
+   .55     55      incorrect PIN (the PIN try counter does not move)
+   .57     57      not permitted to cardholder
+   .61     61      exceeds amount limit
+   .62     62      restricted card
+   .65     65      exceeds frequency limit (Mastercard SCA soft decline)
+   .75     75      PIN tries exceeded (the PIN try counter does not move)
+   .91     91      issuer unavailable
+   .96     96      system malfunction
+   ======  ======  ====================================================
+
+6. amount above the card's per-transaction limit → ``61``; above its available funds → ``51``;
+7. PSD2 strong customer authentication (Regulation 2018/389 art. 11): a contactless payment
+   without cardholder verification (not PIN, not a phone wallet's CDCVM) that would take the
+   payments without SCA since the last one above the card's consecutive count or cumulative
+   amount is soft-declined: ``65`` for Mastercard, ``1A`` for Visa, CB and other brands (the
+   brand the terminal routed to, i.e. the cardholder's choice on a co-badged card). The counters
+   move only when a payment is captured: a contactless payment without CVM counts, a payment
+   verified by PIN (offline or online) resets them, CDCVM and chip-without-PIN leave them alone.
+   The terminal then goes on with the same transaction, card inserted and PIN typed: the store
+   accepts a second authorisation request for it;
+8. otherwise the issuer's own answer for the card (``response_code``).
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Literal
 
 from simulator.protocol.carddata import (
     CardDataError,
+    SensitiveCardData,
     associated_data,
     key_id_of,
     mask_pan,
@@ -22,21 +73,102 @@ from simulator.protocol.carddata import (
 from simulator.protocol.response_codes import APPROVED, response_message
 
 UNKNOWN_CARD = "05"
+LOST_CARD = "41"
+STOLEN_CARD = "43"
 EXPIRED_CARD = "54"
+INCORRECT_PIN = "55"
+PIN_TRIES_EXCEEDED = "75"
+EXCEEDS_LIMIT = "61"
+INSUFFICIENT_FUNDS = "51"
+SCA_REQUIRED_MASTERCARD = "65"
+SCA_REQUIRED_VISA = "1A"
+#: Soft declines: the same payment may be authorised again, this time with the PIN.
+SCA_SOFT_DECLINES = (SCA_REQUIRED_VISA, SCA_REQUIRED_MASTERCARD)
+
+#: The online PIN try counter after a right PIN.
+PIN_TRY_LIMIT = 3
+#: How the cardholder was verified, as the terminal reports it.
+CVMS = ("none", "offline_pin", "online_pin", "cdcvm")
+PIN_CVMS = ("offline_pin", "online_pin")
+CARD_STATUSES: Mapping[str, str | None] = {"active": None, "lost": LOST_CARD, "stolen": STOLEN_CARD}
+#: The cents rule: amount % 100 → response code (cents not listed: the normal rules decide).
+CENTS_RULE: Mapping[int, str] = {
+    1: "05",
+    5: "05",
+    51: "51",
+    54: "54",
+    55: "55",
+    57: "57",
+    61: "61",
+    62: "62",
+    65: "65",
+    75: "75",
+    91: "91",
+    96: "96",
+}
+
+#: What capturing an approved payment does to the card's PSD2 contactless counters.
+CaptureEffect = Literal["count", "reset", "none"]
 
 
 @dataclass(frozen=True)
 class IssuerCard:
-    """What the simulated issuer knows of a card (from ``fixtures/cards.yaml``)."""
+    """What the simulated issuer knows of a card (from ``fixtures/cards.yaml``).
 
+    ``key`` is the catalogue key: the name the issuer's state is kept under, never the PAN.
+    """
+
+    key: str
     pan: str = field(repr=False)
     brand: str
     expiry: str  # YYYY-MM, last month of validity
     response_code: str
+    status: str = "active"
+    pin: str = field(default="", repr=False)
+    pin_tries: int = PIN_TRY_LIMIT  # the issuer's counter before the first online PIN
+    limit_cents: int | None = None  # per-transaction limit (61 above)
+    balance_cents: int | None = None  # available funds (51 above)
+    cents_rule: bool = False
+    psd2_max_consecutive: int = 5
+    psd2_max_cumulative_cents: int = 15000
+    wallet: bool = False  # a phone wallet: the phone verifies the holder (CDCVM)
+
+    def __post_init__(self) -> None:
+        if self.status not in CARD_STATUSES:
+            raise ValueError(
+                f"card {self.key!r}: status must be one of {sorted(CARD_STATUSES)}, "
+                f"got {self.status!r}"
+            )
+        if self.pin_tries < 0:
+            raise ValueError(f"card {self.key!r}: pin_tries must not be negative")
 
     def expired_on(self, today: date) -> bool:
         year, month = (int(part) for part in self.expiry.split("-"))
         return (year, month) < (today.year, today.month)
+
+    def initial_state(self) -> CardState:
+        return CardState(pin_tries=self.pin_tries)
+
+
+@dataclass(frozen=True)
+class CardState:
+    """What the issuer remembers of a card between authorisations."""
+
+    pin_tries: int  # online PIN tries left; 0 = PIN blocked
+    contactless_count: int = 0  # contactless payments without SCA since the last SCA
+    contactless_cents: int = 0  # their cumulative amount
+
+    def after_capture(self, effect: CaptureEffect, amount_cents: int) -> CardState:
+        """The state once a payment with this capture ``effect`` is captured."""
+        if effect == "count":
+            return replace(
+                self,
+                contactless_count=self.contactless_count + 1,
+                contactless_cents=self.contactless_cents + amount_cents,
+            )
+        if effect == "reset":
+            return replace(self, contactless_count=0, contactless_cents=0)
+        return self
 
 
 @dataclass(frozen=True)
@@ -46,16 +178,25 @@ class AuthorisationRequest:
     transaction_id: str
     amount_cents: int
     currency: str
-    entry_mode: str
-    brand: str
+    entry_mode: str  # "contactless" | "chip"
+    brand: str  # the brand the terminal routed to (the cardholder's choice if co-badged)
     card_data: object  # the sealed blob, opaque to everyone but the processor
     emv: Mapping[str, str] = field(default_factory=dict)
+    cvm: str = "none"  # one of CVMS
+
+    def __post_init__(self) -> None:
+        if self.cvm not in CVMS:
+            raise ValueError(f"cvm must be one of {CVMS}, got {self.cvm!r}")
 
 
 @dataclass(frozen=True)
 class Decision:
     response_code: str
     masked_pan: str
+    card_ref: str | None = None  # the card's catalogue key; None for an unknown card
+    card_state: CardState | None = None  # the issuer's memory of the card after this decision
+    on_capture: CaptureEffect = "none"  # what capturing this payment does to the counters
+    pin_tries_left: int | None = None  # after an online PIN check
 
     @property
     def approved(self) -> bool:
@@ -71,24 +212,105 @@ class Processor:
 
     def __init__(self, terminal_keys: Mapping[str, bytes], cards: Iterable[IssuerCard]) -> None:
         self._keys = dict(terminal_keys)
-        self._cards = {card.pan: card for card in cards}
+        self._cards: dict[str, IssuerCard] = {}
+        keys: set[str] = set()
+        for card in cards:
+            if card.key in keys:
+                raise ValueError(f"two cards named {card.key!r}")
+            if card.pan in self._cards:
+                raise ValueError(
+                    f"cards {self._cards[card.pan].key!r} and {card.key!r} have the same PAN"
+                )
+            keys.add(card.key)
+            self._cards[card.pan] = card
 
     def __repr__(self) -> str:
         return f"Processor(terminals={sorted(self._keys)!r}, cards={len(self._cards)})"
 
-    def authorise(self, request: AuthorisationRequest, *, today: date) -> Decision:
-        """Decide on ``request``; raises :class:`CardDataError` if the blob does not open."""
+    def authorise(
+        self,
+        request: AuthorisationRequest,
+        *,
+        today: date,
+        card_states: Mapping[str, CardState] | None = None,
+    ) -> Decision:
+        """Decide on ``request``; raises :class:`CardDataError` if the blob does not open.
+
+        ``card_states`` is the issuer's memory, by card key; a card not in it starts from
+        :meth:`IssuerCard.initial_state`. Nothing is changed in place: the decision carries the
+        card's new state.
+        """
+        data = self._open(request)
+        masked = mask_pan(data.pan)
+        card = self._cards.get(data.pan)
+        if card is None:
+            return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
+        state = (card_states or {}).get(card.key) or card.initial_state()
+        code, state = self._decide(card, state, request, data, today)
+        if request.cvm in PIN_CVMS:
+            effect: CaptureEffect = "reset"
+        elif _counts_towards_sca(card, request):
+            effect = "count"
+        else:
+            effect = "none"
+        return Decision(
+            response_code=code,
+            masked_pan=masked,
+            card_ref=card.key,
+            card_state=state,
+            on_capture=effect,
+            pin_tries_left=state.pin_tries if request.cvm == "online_pin" else None,
+        )
+
+    def _open(self, request: AuthorisationRequest) -> SensitiveCardData:
         key_id = key_id_of(request.card_data)
         key = self._keys.get(key_id)
         if key is None:
             raise CardDataError(f"no key for terminal {key_id!r}")
         aad = associated_data(request.transaction_id, request.amount_cents, request.currency)
-        pan = open_sealed(key, request.card_data, aad).pan
-        card = self._cards.get(pan)
-        if card is None:
-            code = UNKNOWN_CARD
-        elif card.expired_on(today):
-            code = EXPIRED_CARD
-        else:
-            code = card.response_code
-        return Decision(response_code=code, masked_pan=mask_pan(pan))
+        return open_sealed(key, request.card_data, aad)
+
+    @staticmethod
+    def _decide(
+        card: IssuerCard,
+        state: CardState,
+        request: AuthorisationRequest,
+        data: SensitiveCardData,
+        today: date,
+    ) -> tuple[str, CardState]:
+        status_code = CARD_STATUSES[card.status]
+        if status_code is not None:
+            return status_code, state
+        if card.expired_on(today):
+            return EXPIRED_CARD, state
+
+        if request.cvm in PIN_CVMS and state.pin_tries == 0:
+            return PIN_TRIES_EXCEEDED, state
+        if request.cvm == "online_pin":
+            if not data.pin:
+                raise CardDataError("online PIN announced but card_data carries no PIN")
+            if not card.pin or not hmac.compare_digest(data.pin.encode(), card.pin.encode()):
+                state = replace(state, pin_tries=state.pin_tries - 1)
+                return (PIN_TRIES_EXCEEDED if state.pin_tries == 0 else INCORRECT_PIN), state
+            state = replace(state, pin_tries=PIN_TRY_LIMIT)
+
+        amount = request.amount_cents
+        if card.cents_rule and (code := CENTS_RULE.get(amount % 100)) is not None:
+            return code, state
+        if card.limit_cents is not None and amount > card.limit_cents:
+            return EXCEEDS_LIMIT, state
+        if card.balance_cents is not None and amount > card.balance_cents:
+            return INSUFFICIENT_FUNDS, state
+
+        if _counts_towards_sca(card, request) and (
+            state.contactless_count + 1 > card.psd2_max_consecutive
+            or state.contactless_cents + amount > card.psd2_max_cumulative_cents
+        ):
+            mastercard = request.brand.upper() == "MASTERCARD"
+            return (SCA_REQUIRED_MASTERCARD if mastercard else SCA_REQUIRED_VISA), state
+        return card.response_code, state
+
+
+def _counts_towards_sca(card: IssuerCard, request: AuthorisationRequest) -> bool:
+    """A contactless payment without any cardholder verification (PSD2 art. 11 exemption)."""
+    return request.entry_mode == "contactless" and request.cvm == "none" and not card.wallet

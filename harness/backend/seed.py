@@ -18,7 +18,7 @@ from faker import Faker
 
 from harness.backend.processor import IssuerCard, Processor
 from harness.backend.store import BackendStore, BillingSettings, InvoiceLine, Merchant
-from simulator.cards import Catalogue
+from simulator.cards import CardProfile, Catalogue
 from simulator.terminal import load_profiles
 
 SERVICE_LABELS = (
@@ -106,15 +106,31 @@ def load_processor(fixtures: Path) -> Processor:
     cards = Catalogue.load(fixtures / "cards.yaml").values()
     return Processor(
         terminal_keys={t.serial: t.card_data_key for t in terminals},
-        cards=[
-            IssuerCard(
-                pan=card.pan,
-                brand=card.brand,
-                expiry=f"{card.expiry_year:04d}-{card.expiry_month:02d}",
-                response_code=card.issuer_response_code,
-            )
-            for card in cards
-        ],
+        cards=[issuer_card(card) for card in cards],
+    )
+
+
+def issuer_card(profile: CardProfile) -> IssuerCard:
+    """The issuer's record of a catalogue card.
+
+    Fields the card profile may not have yet fall back to an ordinary active card: no limit,
+    no balance check, no cents rule, the PSD2 thresholds of Regulation 2018/389, not a wallet.
+    """
+    return IssuerCard(
+        key=profile.key,
+        pan=profile.pan,
+        brand=profile.brand,
+        expiry=f"{profile.expiry_year:04d}-{profile.expiry_month:02d}",
+        response_code=profile.issuer_response_code,
+        status=getattr(profile, "status", "active"),
+        pin=profile.pin,
+        pin_tries=profile.pin_tries,
+        limit_cents=getattr(profile, "issuer_limit_cents", None),
+        balance_cents=getattr(profile, "issuer_balance_cents", None),
+        cents_rule=getattr(profile, "cents_rule", False),
+        psd2_max_consecutive=getattr(profile, "psd2_max_consecutive", 5),
+        psd2_max_cumulative_cents=getattr(profile, "psd2_max_cumulative_cents", 15000),
+        wallet=getattr(profile, "wallet", False),
     )
 
 

@@ -6,6 +6,9 @@ failing scenario can show what the phone asked and what it was told. Every error
 unknown routes and unexpected exceptions, is answered as JSON::
 
     {"error": {"code": "invoice_not_found", "message": "Facture F-2026-0099 introuvable."}}
+
+No card number leaves or stays: the processor answers with the masked PAN only, receipts that
+look like they hold a full PAN are refused, and the request log masks any PAN-like run.
 """
 
 from __future__ import annotations
@@ -23,17 +26,20 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from harness.backend.processor import AuthorisationRequest, Processor
+from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
+    RECEIPT_COPIES,
     TERMINAL_RESULTS,
     BackendError,
     BackendStore,
     Customer,
     Invoice,
     Payment,
+    Receipts,
     Terminal,
     TerminalResult,
     invalid_field,
+    redact_pans,
 )
 from simulator.protocol.carddata import CardDataError
 
@@ -46,10 +52,12 @@ ERROR_STATUS: Mapping[str, int] = {
     "customer_not_found": 404,
     "invoice_not_found": 404,
     "payment_not_found": 404,
+    "receipt_not_found": 404,
     "method_not_allowed": 405,
     "already_authorised": 409,
     "invoice_already_paid": 409,
     "not_authorised": 409,
+    "payment_in_progress": 409,
     "result_conflict": 409,
     "terminal_not_associated": 409,
     "transaction_mismatch": 409,
@@ -57,6 +65,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "card_data_invalid": 422,
     "invalid_amount": 422,
     "invalid_field": 422,
+    "receipt_contains_pan": 422,
     "internal_error": 500,
 }
 INVOICE_STATUSES = ("unpaid", "paid", "partially_paid")
@@ -117,6 +126,7 @@ class BackendServer:
                 web.get("/api/payments/{payment_id}", self.get_payment),
                 web.post("/api/payments/{payment_id}/authorisation", self.authorise_payment),
                 web.post("/api/payments/{payment_id}/result", self.record_result),
+                web.get("/api/payments/{payment_id}/receipts", self.get_receipts),
             ]
         )
 
@@ -258,6 +268,7 @@ class BackendServer:
             brand=_text(body, "brand"),
             card_data=_required(body, "card_data"),
             emv=_emv(body),
+            cvm=_choice(body, "cvm", CVMS, default="none"),
         )
         try:
             payment, decision = self.store.authorise(
@@ -277,6 +288,7 @@ class BackendServer:
                 "approved": decision.approved,
                 "authorisation_code": payment.authorisation_code,
                 "message": decision.message,
+                "pin_tries_left": decision.pin_tries_left,
             }
         )
 
@@ -287,13 +299,19 @@ class BackendServer:
         if result not in TERMINAL_RESULTS:
             raise invalid_field("result")
         terminal_result: TerminalResult = result
+        transaction_id = _text(body, "transaction_id")
+        receipts = None if body.get("receipts") is None else Receipts.from_json(body["receipts"])
         payment = self.store.record_result(
-            payment.id, _text(body, "transaction_id"), terminal_result, now=self._now()
+            payment.id, transaction_id, terminal_result, now=self._now(), receipts=receipts
         )
         invoice = self.store.invoice(payment.invoice_number)
         return web.json_response(
             {"payment": payment_json(payment), "invoice": invoice_json(self.store, invoice)}
         )
+
+    async def get_receipts(self, request: web.Request) -> web.Response:
+        receipts = self.store.receipts(request.match_info["payment_id"])
+        return web.json_response({copy: receipts.text(copy) for copy in RECEIPT_COPIES})
 
     # -- request log ---------------------------------------------------------------------------
 
@@ -310,8 +328,8 @@ class BackendServer:
                 method=request.method,
                 path=request.path_qs,
                 status=response.status,
-                request_body=request_body[:LOGGED_BODY_LIMIT],
-                response_body=response_body[:LOGGED_BODY_LIMIT],
+                request_body=redact_pans(request_body)[:LOGGED_BODY_LIMIT],
+                response_body=redact_pans(response_body)[:LOGGED_BODY_LIMIT],
             )
         )
 
@@ -356,7 +374,7 @@ def error_response(code: str, message: str, *, field: str | None = None) -> web.
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, or a number beyond the digit limit
         raise BackendError(
             "invalid_json", "Le corps de la requête n'est pas un JSON valide."
         ) from None
@@ -376,6 +394,13 @@ def _text(body: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise invalid_field(name)
     return value
+
+
+def _choice(body: Mapping[str, Any], name: str, choices: tuple[str, ...], *, default: str) -> str:
+    value = body.get(name, default)
+    if value not in choices:
+        raise invalid_field(name)
+    return str(value)
 
 
 def _integer(body: Mapping[str, Any], name: str) -> int:
@@ -428,6 +453,7 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "masked_pan": payment.masked_pan,
         "response_code": payment.response_code,
         "authorisation_code": payment.authorisation_code,
+        "cvm": payment.cvm,
         "terminal_result": payment.terminal_result,
         "created_at": payment.created_at.isoformat(),
         "updated_at": payment.updated_at.isoformat(),

@@ -1,24 +1,43 @@
 """The mock invoicing backend's data and business rules, in memory and without I/O.
 
 The store never reads a clock (callers pass ``now``) and never holds a card number: a payment
-keeps only the brand and the masked PAN the processor derived. Identifiers, transaction ids and
-authorisation codes come from one seeded generator, so one seed gives one history.
+keeps only the brand and the masked PAN the processor derived, and its receipts are refused if
+they carry anything that looks like a full PAN. Identifiers, transaction ids and authorisation
+codes come from one seeded generator, so one seed gives one history.
+
+The store also keeps the issuer's memory of each card (:class:`CardState`: online PIN tries,
+PSD2 contactless counters) under the card's catalogue key, never its PAN. The processor decides
+with it; the store records the new state at authorisation and moves the PSD2 counters only when
+the payment is captured, so a reversed payment never counts.
 """
 
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
 
-from harness.backend.processor import AuthorisationRequest, Decision, Processor
+from harness.backend.processor import (
+    SCA_SOFT_DECLINES,
+    AuthorisationRequest,
+    CaptureEffect,
+    CardState,
+    Decision,
+    Processor,
+)
 
 InvoiceStatus = Literal["unpaid", "paid", "partially_paid"]
 PaymentMethod = Literal["tpe", "transfer", "cheque"]
 PaymentStatus = Literal["pending", "authorised", "declined", "aborted", "captured", "reversed"]
 TerminalResult = Literal["approved", "declined", "aborted"]
 TERMINAL_RESULTS: tuple[TerminalResult, ...] = ("approved", "declined", "aborted")
+ReceiptCopy = Literal["merchant", "customer"]
+RECEIPT_COPIES: tuple[ReceiptCopy, ...] = ("merchant", "customer")
+RECEIPT_MAX_LINES = 40
+RECEIPT_MAX_WIDTH = 48
 
 
 class BackendError(Exception):
@@ -33,6 +52,111 @@ class BackendError(Exception):
 
 def invalid_field(name: str) -> BackendError:
     return BackendError("invalid_field", f"Champ « {name} » manquant ou invalide.", field=name)
+
+
+#: A token of hexadecimal data with at least one letter (an AID such as A0000000031010, a
+#: cryptogram): its digits are not a card number.
+_HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]+(?![0-9A-Za-z])")
+#: Digits, possibly continued by groups of 3 or more after one space or hyphen (4242 4242 …).
+_DIGIT_RUN = re.compile(r"[0-9]+(?:[ -][0-9]{3,})*")
+PAN_LIKE_DIGITS = 12
+
+
+def pan_like_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``text`` holds something that may be a full card number: 12 digits or more in a
+    run, outside hexadecimal tokens such as an AID or a cryptogram. Groups joined by a single
+    space or hyphen count as one run when every group after the first has 3 digits or more
+    (``4242 4242 4242 4242``, ``3782-822463-10005``; not a phone number's pairs)."""
+    hidden = _HEX_TOKEN.sub(lambda match: "x" * len(match.group()), text)
+    return [
+        match.span()
+        for match in _DIGIT_RUN.finditer(hidden)
+        if sum(c.isdigit() for c in match.group()) >= PAN_LIKE_DIGITS
+    ]
+
+
+def redact_pans(text: str) -> str:
+    """``text`` with every PAN-like run masked but for its last 4 digits (for logs).
+
+    Zero-padded numbers are left alone: no card number starts with 0, and EMV amounts (tags
+    9F02, 9F03: 12 digits) do.
+    """
+    for start, end in reversed(pan_like_spans(text)):
+        run = text[start:end]
+        if run.startswith("0"):
+            continue
+        digits = sum(c.isdigit() for c in run)
+        masked, seen = [], 0
+        for c in run:
+            if c.isdigit():
+                seen += 1
+                masked.append(c if seen > digits - 4 else "*")
+            else:
+                masked.append(c)
+        text = text[:start] + "".join(masked) + text[end:]
+    return text
+
+
+@dataclass(frozen=True)
+class Receipts:
+    """The receipts the terminal printed (or offered) for a payment, line by line.
+
+    Checked on construction: at most 40 lines of at most 48 characters per copy, and nothing
+    that looks like a full PAN (``receipt_contains_pan``: the whole result is refused).
+    """
+
+    merchant: tuple[str, ...] | None = None
+    customer: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for copy in RECEIPT_COPIES:
+            lines = getattr(self, copy)
+            if lines is None:
+                continue
+            if len(lines) > RECEIPT_MAX_LINES or not all(
+                isinstance(line, str)
+                and len(line) <= RECEIPT_MAX_WIDTH
+                and "\n" not in line
+                and "\r" not in line
+                for line in lines
+            ):
+                raise BackendError(
+                    "invalid_field",
+                    f"Ticket {_COPY_NAMES[copy]} invalide : au plus {RECEIPT_MAX_LINES} lignes "
+                    f"de {RECEIPT_MAX_WIDTH} caractères.",
+                    field="receipts",
+                )
+            for number, line in enumerate(lines, start=1):
+                if pan_like_spans(line):
+                    raise BackendError(
+                        "receipt_contains_pan",
+                        f"Le ticket {_COPY_NAMES[copy]} contient un numéro de carte complet "
+                        f"(ligne {number}) : un ticket ne doit montrer que le numéro masqué.",
+                        field="receipts",
+                    )
+
+    @classmethod
+    def from_json(cls, value: object) -> Receipts:
+        """``{"merchant": [lines], "customer": [lines]}``; either copy may be missing, not both."""
+        if (
+            not isinstance(value, dict)
+            or not value
+            or not set(value) <= set(RECEIPT_COPIES)
+            or not all(isinstance(lines, list) for lines in value.values())
+        ):
+            raise invalid_field("receipts")
+        merchant, customer = (value.get(copy) for copy in RECEIPT_COPIES)
+        return cls(
+            merchant=None if merchant is None else tuple(merchant),
+            customer=None if customer is None else tuple(customer),
+        )
+
+    def text(self, copy: ReceiptCopy) -> str | None:
+        lines: tuple[str, ...] | None = getattr(self, copy)
+        return None if lines is None else "\n".join(lines)
+
+
+_COPY_NAMES: Mapping[ReceiptCopy, str] = {"merchant": "commerçant", "customer": "client"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +214,10 @@ class Payment:
     response_code: str | None = None
     authorisation_code: str | None = None
     terminal_result: TerminalResult | None = None
+    cvm: str | None = None
+    card_ref: str | None = None  # the issuer's key for the card, never the PAN
+    on_capture: CaptureEffect = "none"
+    receipts: Receipts | None = None
 
 
 @dataclass(frozen=True)
@@ -143,13 +271,14 @@ class BackendStore:
         self.invoices: dict[str, Invoice] = {}
         self.payments: dict[str, Payment] = {}
         self.terminals: dict[str, Terminal] = {}
+        self.card_states: dict[str, CardState] = {}  # the issuer's memory, by card key
         self._random = random.Random(seed)
 
     def __repr__(self) -> str:
         return (
             f"BackendStore(merchant={self.merchant!r}, billing={self.billing!r}, "
             f"customers={self.customers!r}, invoices={self.invoices!r}, "
-            f"terminals={self.terminals!r})"
+            f"terminals={self.terminals!r}, card_states={self.card_states!r})"
         )
 
     # -- data the harness creates directly ------------------------------------------------
@@ -209,6 +338,7 @@ class BackendStore:
         """A payment settled outside the terminal (transfer, cheque): captured at once."""
         invoice = self.invoice(invoice_number)
         _check_amount(amount_cents, limit=invoice.balance_due_cents)
+        self._refuse_while_money_is_held(invoice)
         payment = self._new_payment(invoice, amount_cents, method, at)
         payment.status = "captured"
         invoice.balance_due_cents -= amount_cents
@@ -271,14 +401,8 @@ class BackendStore:
             )
         amount = invoice.balance_due_cents if amount_cents is None else amount_cents
         _check_amount(amount, limit=invoice.balance_due_cents)
+        self._refuse_while_money_is_held(invoice)
         for other in invoice.payments:
-            if other.status == "authorised":
-                # Money is held for this invoice: the terminal's word must come first.
-                raise BackendError(
-                    "payment_in_progress",
-                    f"Un paiement de la facture {invoice.number} attend la confirmation du "
-                    "terminal.",
-                )
             if other.status == "pending":
                 # Never authorised, so nothing was charged: the new attempt replaces it.
                 other.status = "aborted"
@@ -293,9 +417,21 @@ class BackendStore:
     def authorise(
         self, payment_id: str, request: AuthorisationRequest, processor: Processor, now: datetime
     ) -> tuple[Payment, Decision]:
-        """Relay the terminal's authorisation request to the processor and record its answer."""
+        """Relay the terminal's authorisation request to the processor and record its answer.
+
+        A payment is authorised once, except after an SCA soft decline (``1A``/``65``): the
+        terminal then goes on with the same transaction, card inserted and PIN typed, as long
+        as it has not reported a result and no newer payment replaced this one.
+        """
         payment = self.payment(payment_id)
-        if payment.status != "pending":
+        invoice = self.invoice(payment.invoice_number)
+        sca_retry = (
+            payment.status == "declined"
+            and payment.response_code in SCA_SOFT_DECLINES
+            and payment.terminal_result is None
+            and invoice.payments[-1] is payment
+        )
+        if payment.status != "pending" and not sca_retry:
             raise BackendError(
                 "already_authorised",
                 f"Le paiement {payment.id} a déjà reçu une réponse ({payment.status}).",
@@ -311,14 +447,20 @@ class BackendStore:
                 "amount_mismatch",
                 "Le montant ou la devise ne correspond pas au paiement demandé.",
             )
-        invoice = self.invoice(payment.invoice_number)
         if payment.amount_cents > invoice.balance_due_cents:
             raise BackendError(
                 "invoice_already_paid", f"La facture {invoice.number} a déjà été réglée."
             )
-        decision = processor.authorise(request, today=now.date())  # may raise CardDataError
+        decision = processor.authorise(  # may raise CardDataError
+            request, today=now.date(), card_states=self.card_states
+        )
+        if decision.card_ref is not None and decision.card_state is not None:
+            self.card_states[decision.card_ref] = decision.card_state
         payment.entry_mode = request.entry_mode
         payment.brand = request.brand
+        payment.cvm = request.cvm
+        payment.card_ref = decision.card_ref
+        payment.on_capture = decision.on_capture
         payment.masked_pan = decision.masked_pan
         payment.response_code = decision.response_code
         payment.updated_at = now
@@ -331,9 +473,19 @@ class BackendStore:
         return payment, decision
 
     def record_result(
-        self, payment_id: str, transaction_id: str, result: TerminalResult, now: datetime
+        self,
+        payment_id: str,
+        transaction_id: str,
+        result: TerminalResult,
+        now: datetime,
+        *,
+        receipts: Receipts | None = None,
     ) -> Payment:
-        """The terminal's final word. Only processor approval + terminal approval pays."""
+        """The terminal's final word. Only processor approval + terminal approval pays.
+
+        ``receipts`` (already checked: no PAN) are kept with the payment. A repeated result may
+        bring the receipts the first one lacked, but not different ones.
+        """
         payment = self.payment(payment_id)
         if transaction_id != payment.transaction_id:
             raise BackendError(
@@ -342,9 +494,16 @@ class BackendStore:
                 field="transaction_id",
             )
         if payment.terminal_result is not None:
-            if payment.terminal_result == result:
-                return payment
-            raise _result_conflict(payment, result)
+            if payment.terminal_result != result:
+                raise _result_conflict(payment, result)
+            if receipts is not None and payment.receipts not in (None, receipts):
+                raise BackendError(
+                    "result_conflict",
+                    f"Le paiement {payment.id} a déjà des tickets différents.",
+                )
+            if receipts is not None:
+                payment.receipts = receipts
+            return payment
         invoice = self.invoice(payment.invoice_number)
         if payment.status == "pending":
             if result == "approved":
@@ -365,6 +524,7 @@ class BackendStore:
             if result == "approved":
                 payment.status = "captured"
                 invoice.balance_due_cents -= payment.amount_cents
+                self._apply_capture(payment)
             else:
                 payment.status = "reversed"
                 self._record_attempt(invoice, payment, now)
@@ -372,7 +532,64 @@ class BackendStore:
             raise _result_conflict(payment, result)
         payment.terminal_result = result
         payment.updated_at = now
+        if receipts is not None:
+            payment.receipts = receipts
         return payment
+
+    def receipts(self, payment_id: str) -> Receipts:
+        payment = self.payment(payment_id)
+        if payment.receipts is None:
+            raise BackendError(
+                "receipt_not_found", f"Aucun ticket n'est enregistré pour le paiement {payment.id}."
+            )
+        return payment.receipts
+
+    # -- scenario checks ----------------------------------------------------------------------
+
+    def check_invariants(self) -> list[str]:
+        """What is wrong with the store's data, one sentence per violation (empty: all fine).
+
+        Meant to run after every scenario: money and invoice states must agree whatever the
+        path taken.
+        """
+        problems: list[str] = []
+        for invoice in self.invoices.values():
+            captured = sum(p.amount_cents for p in invoice.payments if p.status == "captured")
+            expected = invoice.amount_cents - captured
+            if invoice.balance_due_cents != expected:
+                problems.append(
+                    f"invoice {invoice.number}: balance due {invoice.balance_due_cents} cents, "
+                    f"but amount {invoice.amount_cents} - captured {captured} = {expected}"
+                )
+            if invoice.balance_due_cents < 0:
+                problems.append(
+                    f"invoice {invoice.number}: balance due is negative "
+                    f"({invoice.balance_due_cents} cents)"
+                )
+            for payment in invoice.payments:
+                if payment.status == "authorised" and invoice.status == "paid":
+                    problems.append(
+                        f"payment {payment.id}: still authorised (money held) on invoice "
+                        f"{invoice.number}, which is paid"
+                    )
+                if payment.method != "tpe" or payment.status != "captured":
+                    continue
+                if not payment.authorisation_code:
+                    problems.append(
+                        f"payment {payment.id}: captured card payment without an authorisation code"
+                    )
+                if payment.response_code != "00":
+                    problems.append(
+                        f"payment {payment.id}: captured card payment with response code "
+                        f"{payment.response_code!r}, not '00'"
+                    )
+        for payment in self.payments.values():
+            owner = self.invoices.get(payment.invoice_number)
+            if owner is None or not any(p is payment for p in owner.payments):
+                problems.append(
+                    f"payment {payment.id}: not listed on invoice {payment.invoice_number}"
+                )
+        return problems
 
     # -- internals --------------------------------------------------------------------------
 
@@ -392,6 +609,25 @@ class BackendStore:
         self.payments[payment.id] = payment
         invoice.payments.append(payment)
         return payment
+
+    @staticmethod
+    def _refuse_while_money_is_held(invoice: Invoice) -> None:
+        if any(other.status == "authorised" for other in invoice.payments):
+            # Money is held for this invoice: the terminal's word must come first.
+            raise BackendError(
+                "payment_in_progress",
+                f"Un paiement de la facture {invoice.number} attend la confirmation du terminal.",
+            )
+
+    def _apply_capture(self, payment: Payment) -> None:
+        """Move the card's PSD2 counters for a captured payment (the issuer's clearing)."""
+        if payment.card_ref is None:
+            return
+        state = self.card_states.get(payment.card_ref)
+        if state is not None:
+            self.card_states[payment.card_ref] = state.after_capture(
+                payment.on_capture, payment.amount_cents
+            )
 
     @staticmethod
     def _record_attempt(invoice: Invoice, payment: Payment, now: datetime) -> None:

@@ -172,9 +172,19 @@ class BleTerminal:
         await self.device.power_off()
 
     # ---------------------------------------------------------------- physical actions
-    def present_card(self, card: VirtualCard, mode: EntryMode) -> None:
-        """The cardholder taps or inserts a card."""
-        self.engine.present_card(card, mode, self._now(), self._calendar())
+    def present_card(self, card: VirtualCard, mode: EntryMode, brand: str | None = None) -> None:
+        """The cardholder taps or inserts a card (choosing ``brand`` on a co-badged card)."""
+        self.engine.present_card(card, mode, self._now(), self._calendar(), brand)
+        self._after_engine()
+
+    def enter_pin(self, pin: str) -> None:
+        """The cardholder types the PIN on the terminal's keypad and confirms."""
+        self.engine.enter_pin(pin, self._now())
+        self._after_engine()
+
+    def remove_card(self) -> None:
+        """The cardholder pulls the inserted card out."""
+        self.engine.remove_card(self._now())
         self._after_engine()
 
     def press_key(self, key: str) -> None:

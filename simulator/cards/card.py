@@ -34,11 +34,27 @@ class CatalogueError(ValueError):
     """A card definition that does not hold together; names the card and the field."""
 
 
+#: Registered application provider identifiers (the first 5 bytes of an AID) and their scheme.
+RID_BRANDS = {
+    "A000000042": "CB",
+    "A000000003": "VISA",
+    "A000000004": "MASTERCARD",
+    "A000000025": "AMEX",
+}
+CVM_METHODS = ("offline_pin", "online_pin")
+CARD_STATUSES = ("active", "lost", "stolen")
+
+
 @dataclass(frozen=True)
 class Application:
     aid: str
     label: str
     priority: int = 1
+
+    @property
+    def brand(self) -> str:
+        """The scheme that owns this application, from its RID; ``INCONNUE`` otherwise."""
+        return RID_BRANDS.get(self.aid[:10], "INCONNUE")
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,18 @@ class CardProfile:
     pin_tries: int = 3
     atc: int = 0
     issuer_response_code: str = "00"
+    #: What the chip asks for when inserted: the PIN checked by the chip or by the issuer.
+    cvm: str = "offline_pin"
+    #: A phone wallet: the phone verified its holder (CDCVM), no ceiling, no PSD2 counters.
+    wallet: bool = False
+    status: str = "active"
+    issuer_limit_cents: int | None = None
+    issuer_balance_cents: int | None = None
+    cents_rule: bool = False
+    psd2_max_consecutive: int = 5
+    psd2_max_cumulative_cents: int = 15000
+    #: The chip's own last word after the issuer approved (2nd GENERATE AC): TC or AAC.
+    second_ac: str = "approve"
 
     @property
     def expiry(self) -> str:
@@ -124,6 +152,35 @@ class CardProfile:
         pin = str(data.get("pin", ""))
         if pin and not re.fullmatch(r"[0-9]{4,12}", pin):
             raise fail("pin", "must be 4 to 12 digits")
+        cvm = data.get("cvm", "offline_pin")
+        if cvm not in CVM_METHODS:
+            raise fail("cvm", f"must be one of {', '.join(CVM_METHODS)}")
+        status = data.get("status", "active")
+        if status not in CARD_STATUSES:
+            raise fail("status", f"must be one of {', '.join(CARD_STATUSES)}")
+        second_ac = data.get("second_ac", "approve")
+        if second_ac not in ("approve", "decline"):
+            raise fail("second_ac", "must be approve or decline")
+        wallet = data.get("wallet", False)
+        cents_rule = issuer.get("cents_rule", False)
+        for name, flag in (("wallet", wallet), ("issuer.cents_rule", cents_rule)):
+            if not isinstance(flag, bool):
+                raise fail(name, "must be true or false")
+        amounts: dict[str, int | None] = {}
+        for name in ("limit_cents", "balance_cents"):
+            value = issuer.get(name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise fail(f"issuer.{name}", "must be a non-negative integer of cents")
+            amounts[name] = value
+        psd2 = data.get("psd2") or {}
+        if not isinstance(psd2, dict):
+            raise fail("psd2", "must be a mapping")
+        psd2_limits = {"max_consecutive": 5, "max_cumulative_cents": 15000}
+        for name in psd2_limits:
+            value = psd2.get(name, psd2_limits[name])
+            if type(value) is not int or value < 0:
+                raise fail(f"psd2.{name}", "must be a non-negative integer")
+            psd2_limits[name] = value
         return cls(
             key=key,
             pan=pan,
@@ -137,6 +194,15 @@ class CardProfile:
             pin_tries=int(data.get("pin_tries", 3)),
             atc=int(data.get("atc", 0)),
             issuer_response_code=code,
+            cvm=cvm,
+            wallet=wallet,
+            status=status,
+            issuer_limit_cents=amounts["limit_cents"],
+            issuer_balance_cents=amounts["balance_cents"],
+            cents_rule=cents_rule,
+            psd2_max_consecutive=psd2_limits["max_consecutive"],
+            psd2_max_cumulative_cents=psd2_limits["max_cumulative_cents"],
+            second_ac=second_ac,
         )
 
 
@@ -176,8 +242,20 @@ class CardRead:
     emv: dict[str, str]
 
 
+@dataclass(frozen=True)
+class PinVerification:
+    """The chip's answer to VERIFY (offline PIN)."""
+
+    ok: bool
+    tries_left: int
+
+    @property
+    def blocked(self) -> bool:
+        return not self.ok and self.tries_left == 0
+
+
 class VirtualCard:
-    """One physical card, with the counters its chip keeps."""
+    """One physical card, with the counters its chip keeps (ATC, PIN try counter)."""
 
     def __init__(self, profile: CardProfile) -> None:
         self.profile = profile
@@ -187,11 +265,34 @@ class VirtualCard:
     def __repr__(self) -> str:
         return f"VirtualCard({self.profile.key!r}, {self.profile.brand}, ****{self.profile.last4})"
 
-    def read(self, mode: EntryMode, txn: TransactionData) -> CardRead:
+    @property
+    def applications(self) -> tuple[Application, ...]:
+        """The card's payment applications, highest priority first (the PPSE/PSE list)."""
+        return self.profile.applications
+
+    @property
+    def pin_blocked(self) -> bool:
+        return self.pin_tries == 0
+
+    def verify_pin(self, pin: str) -> PinVerification:
+        """VERIFY: compare an offline PIN; three wrong PINs in a row block it."""
+        if self.pin_blocked:
+            return PinVerification(ok=False, tries_left=0)
+        if pin == self.profile.pin:
+            self.pin_tries = self.profile.pin_tries or 3
+            return PinVerification(ok=True, tries_left=self.pin_tries)
+        self.pin_tries -= 1
+        return PinVerification(ok=False, tries_left=self.pin_tries)
+
+    def read(
+        self, mode: EntryMode, txn: TransactionData, application: Application | None = None
+    ) -> CardRead:
         """Run the card side of a transaction up to the first GENERATE AC (ARQC)."""
         if mode is EntryMode.CONTACTLESS and not self.profile.contactless:
             raise CardError("card does not support contactless")
-        app = self.profile.applications[0]
+        app = application or self.profile.applications[0]
+        if app not in self.profile.applications:
+            raise CardError(f"card has no application {app.aid}")
         self.atc = (self.atc + 1) & 0xFFFF
         emv = {
             "4F": app.aid,
@@ -213,8 +314,13 @@ class VirtualCard:
             pan=self.profile.pan,
             expiry=self.profile.expiry,
             pan_sequence="00",
-            brand=self.profile.brand,
+            brand=app.brand,
             application=app,
             entry_mode=mode,
             emv=emv,
         )
+
+    def complete(self, issuer_approved: bool) -> bool:
+        """The second GENERATE AC of a contact transaction: True for a TC (approved), False
+        for an AAC. A card may decline although its issuer approved (``second_ac: decline``)."""
+        return issuer_approved and self.profile.second_ac == "approve"

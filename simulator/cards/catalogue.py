@@ -41,11 +41,17 @@ class Catalogue(Mapping[str, CardProfile]):
         if not isinstance(data, dict) or not isinstance(data.get("cards"), dict):
             raise CatalogueError(f"{source}: expected a top-level 'cards:' mapping")
         profiles: dict[str, CardProfile] = {}
+        owners: dict[str, str] = {}
         for key, entry in data["cards"].items():
             try:
-                profiles[str(key)] = CardProfile.from_dict(str(key), entry)
+                profile = CardProfile.from_dict(str(key), entry)
             except CatalogueError as exc:
                 raise CatalogueError(f"{source}: {exc}") from None
+            if profile.pan in owners:  # the issuer finds a card by its number
+                other = owners[profile.pan]
+                raise CatalogueError(f"{source}: card {key!r}: field 'pan' is also card {other!r}")
+            owners[profile.pan] = profile.key
+            profiles[profile.key] = profile
         return cls(profiles)
 
     @classmethod

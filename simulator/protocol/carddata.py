@@ -42,9 +42,10 @@ class SensitiveCardData:
     pan: str
     expiry: str  # YYMM
     pan_sequence: str = "00"
+    pin: str | None = None  # an online PIN, typed on the terminal, for the issuer to check
 
     def __repr__(self) -> str:
-        return f"SensitiveCardData(pan={mask_pan(self.pan)!r}, expiry=…)"
+        return f"SensitiveCardData(pan={mask_pan(self.pan)!r}, expiry=…, pin=…)"
 
 
 def mask_pan(pan: str) -> str:
@@ -68,10 +69,10 @@ def seal(
 ) -> dict[str, str]:
     """Encrypt ``data`` for the processor; returns the wire form."""
     nonce = random_bytes(NONCE_SIZE)
-    plaintext = json.dumps(
-        {"pan": data.pan, "expiry": data.expiry, "pan_sequence": data.pan_sequence},
-        separators=(",", ":"),
-    ).encode()
+    fields = {"pan": data.pan, "expiry": data.expiry, "pan_sequence": data.pan_sequence}
+    if data.pin is not None:
+        fields["pin"] = data.pin
+    plaintext = json.dumps(fields, separators=(",", ":")).encode()
     ciphertext = AESGCM(key).encrypt(nonce, plaintext, aad)
     return {
         "scheme": SCHEME,
@@ -112,4 +113,5 @@ def open_sealed(key: bytes, blob: object, aad: bytes) -> SensitiveCardData:
         pan=str(fields["pan"]),
         expiry=str(fields["expiry"]),
         pan_sequence=str(fields.get("pan_sequence", "00")),
+        pin=str(fields["pin"]) if fields.get("pin") is not None else None,
     )

@@ -29,6 +29,8 @@ from simulator.protocol.errors import MessageError, UnknownMessageType, Unsuppor
 PROTOCOL_VERSION = 1
 
 Direction = Literal["command", "event"]
+#: How the cardholder was verified: not at all, by the phone (wallet), by the chip, by the issuer.
+Cvm = Literal["none", "cdcvm", "offline_pin", "online_pin"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,6 +136,7 @@ class AuthorisationRequest(Event):
     aid: str
     card_data: dict[str, str]
     emv: dict[str, str]
+    cvm: Cvm = "none"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,6 +154,8 @@ class PaymentResponse(Event):
     entry_mode: str | None = None
     message: str = ""
     receipt: list[str] = field(default_factory=list)
+    merchant_receipt: list[str] = field(default_factory=list)
+    cardholder_verification: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

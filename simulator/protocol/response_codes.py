@@ -13,6 +13,9 @@ APPROVED = "00"
 RESPONSE_MESSAGES: Mapping[str, str] = {
     "00": "Paiement accepté",
     "05": "Paiement refusé par la banque",
+    # Lost (41) and stolen (43) read the same: the person holding the card may not be its owner.
+    "41": "Carte refusée : contactez votre banque",
+    "43": "Carte refusée : contactez votre banque",
     "51": "Provision insuffisante",
     "54": "Carte expirée",
     "55": "Code confidentiel erroné",

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from simulator.cards import CardError, EntryMode, TransactionData, VirtualCard
+from simulator.cards import (
+    Application,
+    CardRead,
+    EntryMode,
+    TransactionData,
+    VirtualCard,
+)
 from simulator.protocol import ProtocolError
 from simulator.protocol.carddata import SensitiveCardData, associated_data, mask_pan, seal
 from simulator.protocol.messages import (
@@ -36,6 +43,7 @@ from simulator.protocol.messages import (
     AuthorisationResponse,
     Command,
     CommandAccepted,
+    Cvm,
     DiagnosisRequest,
     DiagnosisResponse,
     DisplayUpdate,
@@ -46,19 +54,56 @@ from simulator.protocol.messages import (
     TransactionStatusRequest,
     TransactionStatusResponse,
 )
-from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
+from simulator.protocol.response_codes import response_message
 from simulator.terminal.profile import TerminalProfile
 from simulator.terminal.screen import SCREEN_WIDTH, Screen, format_amount
 
 CONTACTLESS_CEILING = 5000  # cents: 50 EUR per contactless transaction in France since 2020
-MAX_AMOUNT = 99_999_999  # 12-digit EMV amount, but no sane invoice is near this
+MAX_AMOUNT = 99_999_999
+MAX_ID_LENGTH = 64  # transaction ids and invoice references: they end up on receipts
+AUTHORISATION_CODE = re.compile(
+    r"[0-9A-Z]{6}"
+)  # ISO 8583 field 38  # 12-digit EMV amount, but no sane invoice is near this
 CURRENCIES = {"EUR": "0978"}
+#: Schemes whose applications this terminal's kernel accepts, in its preference order.
+SUPPORTED_BRANDS = ("CB", "VISA", "MASTERCARD", "AMEX")
+#: Issuer soft declines asking for strong customer authentication (PSD2): Visa/CB, Mastercard.
+SCA_SOFT_DECLINES = ("1A", "65")
+#: EMV tag 9F34 (CVM results: method, condition, result) for each way the holder was verified.
+CVM_RESULTS = {
+    "none": "1F0302",
+    "cdcvm": "010002",
+    "offline_pin": "410302",
+    "online_pin": "420300",
+}
+CVM_RECEIPT_LINES = {
+    "offline_pin": "CODE CONFIDENTIEL VERIFIE",
+    "online_pin": "CODE CONFIDENTIEL VERIFIE",
+    "cdcvm": "VERIFIE PAR LE TELEPHONE",
+}
+RECEIPT_WIDTH = 24
 COUNTRY_FRANCE = "0250"
+
+
+def select_application(card: VirtualCard, brand: str | None = None) -> Application | None:
+    """Application selection: the cardholder's choice if any, else CB on a co-badged card
+    (French terminals route to CB by default), else the card's highest-priority application
+    that the kernel supports. ``None`` when the terminal supports none of them."""
+    supported = [app for app in card.applications if app.brand in SUPPORTED_BRANDS]
+    if brand is not None:
+        chosen = [app for app in supported if app.brand == brand.upper()]
+        if not chosen:
+            raise TerminalError(f"the card has no {brand} application this terminal accepts")
+        return chosen[0]
+    cb = [app for app in supported if app.brand == "CB"]
+    candidates = cb or supported
+    return candidates[0] if candidates else None
 
 
 class State(StrEnum):
     IDLE = "idle"
     WAITING_FOR_CARD = "waiting_for_card"
+    PIN_ENTRY = "pin_entry"
     AUTHORISING = "authorising"
     APPROVED = "approved"
     DECLINED = "declined"
@@ -73,6 +118,7 @@ class Timeouts:
     """Seconds the terminal waits before it gives up or moves on."""
 
     card_presentation: float = 60.0
+    pin_entry: float = 30.0
     authorisation: float = 30.0
     result_display: float = 3.0
     pairing_code_display: float = 30.0
@@ -103,6 +149,18 @@ class Transaction:
     aid: str | None = None
     message: str = ""
     receipt: list[str] = field(default_factory=list)
+    merchant_receipt: list[str] = field(default_factory=list)
+    #: none, cdcvm (the phone verified its holder), offline_pin or online_pin
+    cvm: Cvm = "none"
+    #: the issuer asked for strong authentication: only chip and PIN may finish this payment
+    sca_required: bool = False
+    card: VirtualCard | None = field(default=None, repr=False)
+    card_read: CardRead | None = field(default=None, repr=False)
+
+    @property
+    def card_in_reader(self) -> bool:
+        """A chip card is inserted (and must stay until the end)."""
+        return self.card is not None and self.entry_mode is EntryMode.CHIP
 
 
 class TerminalError(Exception):
@@ -203,6 +261,10 @@ class TerminalEngine:
                 code=None,
                 message="Délai de présentation de la carte dépassé",
             )
+        elif self.state is State.PIN_ENTRY and txn is not None:
+            self._finish(
+                txn, State.ABORTED, now, code=None, message="Délai de saisie du code dépassé"
+            )
         elif self.state is State.AUTHORISING and txn is not None:
             self._finish(txn, State.ABORTED, now, code=None, message="Pas de réponse de la banque")
         elif self.state in FINAL_STATES:
@@ -212,53 +274,114 @@ class TerminalEngine:
 
     # ---------------------------------------------------------------- physical actions
     def present_card(
-        self, card: VirtualCard, mode: EntryMode, now: float, calendar: dt.datetime
+        self,
+        card: VirtualCard,
+        mode: EntryMode,
+        now: float,
+        calendar: dt.datetime,
+        brand: str | None = None,
     ) -> None:
-        """The cardholder taps or inserts ``card``."""
+        """The cardholder taps or inserts ``card``; ``brand`` is the cardholder's choice of
+        application on a co-badged card (French terminals pick CB by default)."""
         txn = self.current
         if self.state is not State.WAITING_FOR_CARD or txn is None:
             raise TerminalError(
                 f"the terminal is not waiting for a card (state {self.state.value})"
             )
-        if mode is EntryMode.CHIP:
-            raise TerminalError("chip-and-PIN entry is not simulated yet; tap the card")
-        if txn.amount > CONTACTLESS_CEILING:
-            self._show(now, format_amount(txn.amount, txn.currency), "INSÉREZ VOTRE CARTE")
+        amount = format_amount(txn.amount, txn.currency)
+        application = select_application(card, brand)
+        if application is None:
+            self._show(now, amount, "CARTE NON SUPPORTÉE", "AUTRE CARTE SVP")
             return
-        txn_data = TransactionData(
+        if mode is EntryMode.CONTACTLESS:
+            needs_chip = (
+                txn.sca_required
+                or not card.profile.contactless
+                or (txn.amount > CONTACTLESS_CEILING and not card.profile.wallet)
+            )
+            if needs_chip:
+                self._show(now, amount, "INSÉREZ VOTRE CARTE")
+                return
+            read = card.read(mode, self._transaction_data(txn, calendar), application)
+            self._take_card(txn, card, read)
+            self._authorise(txn, now, cvm="cdcvm" if card.profile.wallet else "none")
+            return
+        read = card.read(mode, self._transaction_data(txn, calendar), application)
+        self._take_card(txn, card, read)
+        if card.profile.cvm == "offline_pin" and card.pin_blocked:
+            self._finish(txn, State.DECLINED, now, code="75", message=response_message("75"))
+            return
+        txn.state = self.state = State.PIN_ENTRY
+        self._deadline = now + self.timeouts.pin_entry
+        self._show(now, amount, "SAISISSEZ VOTRE CODE")
+
+    def enter_pin(self, pin: str, now: float) -> None:
+        """The cardholder types the PIN and presses the green key."""
+        txn = self.current
+        if self.state is not State.PIN_ENTRY or txn is None or txn.card is None:
+            raise TerminalError(f"the terminal is not asking for a PIN (state {self.state.value})")
+        card = txn.card
+        if card.profile.cvm == "online_pin":
+            self._authorise(txn, now, cvm="online_pin", pin=pin)
+            return
+        verification = card.verify_pin(pin)
+        if verification.ok:
+            self._authorise(txn, now, cvm="offline_pin")
+        elif verification.blocked:
+            self._finish(txn, State.DECLINED, now, code="75", message=response_message("75"))
+        else:
+            self._deadline = now + self.timeouts.pin_entry
+            tries = verification.tries_left
+            self._show(now, "CODE FAUX", f"ESSAIS RESTANTS : {tries}", "SAISISSEZ VOTRE CODE")
+
+    def remove_card(self, now: float) -> None:
+        """The cardholder pulls the inserted card out. Before the end, the payment aborts."""
+        txn = self.current
+        if txn is None or not txn.card_in_reader:
+            raise TerminalError("no card is inserted in the terminal")
+        if self.state in (State.PIN_ENTRY, State.AUTHORISING):
+            self._finish(txn, State.ABORTED, now, code=None, message="Carte retirée")
+        txn.card = None
+
+    def _transaction_data(self, txn: Transaction, calendar: dt.datetime) -> TransactionData:
+        return TransactionData(
             amount=txn.amount,
             currency_code=CURRENCIES[txn.currency],
             country_code=COUNTRY_FRANCE,
             date=calendar.date(),
             unpredictable_number=self._random_bytes(4).hex().upper(),
         )
-        try:
-            read = card.read(mode, txn_data)
-        except CardError:
-            self._show(
-                now,
-                format_amount(txn.amount, txn.currency),
-                "CARTE NON SUPPORTÉE",
-                "INSÉREZ LA CARTE",
-            )
-            return
-        sealed = seal(
-            self.profile.card_data_key,
-            self.profile.serial,
-            SensitiveCardData(pan=read.pan, expiry=read.expiry, pan_sequence=read.pan_sequence),
-            associated_data(txn.transaction_id, txn.amount, txn.currency),
-            self._random_bytes,
-        )
+
+    def _take_card(self, txn: Transaction, card: VirtualCard, read: CardRead) -> None:
+        txn.card = card
+        txn.card_read = read
         txn.brand = read.brand
         txn.masked_pan = mask_pan(read.pan)
         txn.entry_mode = read.entry_mode
         txn.application_label = read.application.label
         txn.aid = read.application.aid
+
+    def _authorise(self, txn: Transaction, now: float, *, cvm: Cvm, pin: str | None = None) -> None:
+        """Go online: seal the card data (and an online PIN) and ask the processor."""
+        read = txn.card_read
+        assert read is not None
+        txn.cvm = cvm
+        sealed = seal(
+            self.profile.card_data_key,
+            self.profile.serial,
+            SensitiveCardData(
+                pan=read.pan, expiry=read.expiry, pan_sequence=read.pan_sequence, pin=pin
+            ),
+            associated_data(txn.transaction_id, txn.amount, txn.currency),
+            self._random_bytes,
+        )
         txn.state = self.state = State.AUTHORISING
         self._deadline = now + self.timeouts.authorisation
         self._show(
             now, format_amount(txn.amount, txn.currency), "AUTORISATION", "VEUILLEZ PATIENTER"
         )
+        emv = dict(read.emv)
+        emv["9F34"] = CVM_RESULTS[cvm]
         self._emit(
             AuthorisationRequest(
                 transaction_id=txn.transaction_id,
@@ -266,11 +389,12 @@ class TerminalEngine:
                 currency=txn.currency,
                 entry_mode=read.entry_mode.value,
                 brand=read.brand,
-                masked_pan=txn.masked_pan,
+                masked_pan=mask_pan(read.pan),
                 application_label=read.application.label,
                 aid=read.application.aid,
                 card_data=sealed,
-                emv=read.emv,
+                emv=emv,
+                cvm=cvm,
             )
         )
 
@@ -293,8 +417,11 @@ class TerminalEngine:
         if not 0 < cmd.amount <= MAX_AMOUNT:
             self._refuse(cmd, "invalid_amount", "Montant invalide.")
             return
-        if not cmd.transaction_id.strip():
-            self._refuse(cmd, "invalid_transaction_id", "Identifiant de transaction manquant.")
+        if not cmd.transaction_id.strip() or len(cmd.transaction_id) > MAX_ID_LENGTH:
+            self._refuse(cmd, "invalid_transaction_id", "Identifiant de transaction invalide.")
+            return
+        if len(cmd.reference) > MAX_ID_LENGTH:
+            self._refuse(cmd, "invalid_reference", "Référence de facture trop longue.")
             return
         if cmd.transaction_id in self.journal:
             self._refuse(cmd, "duplicate_transaction", "Transaction déjà connue du terminal.")
@@ -305,7 +432,11 @@ class TerminalEngine:
         self.state = State.WAITING_FOR_CARD
         self._deadline = now + self.timeouts.card_presentation
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
-        self._show(now, format_amount(cmd.amount, cmd.currency), "PRÉSENTEZ OU", "INSÉREZ LA CARTE")
+        amount = format_amount(cmd.amount, cmd.currency)
+        if cmd.amount > CONTACTLESS_CEILING:
+            self._show(now, amount, "INSÉREZ LA CARTE")
+        else:
+            self._show(now, amount, "PRÉSENTEZ OU", "INSÉREZ LA CARTE")
 
     def _on_authorisation_response(
         self, cmd: AuthorisationResponse, now: float, calendar: dt.datetime
@@ -325,12 +456,29 @@ class TerminalEngine:
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
         code = cmd.response_code
         message = cmd.message or response_message(code)
-        if code == "00" and not cmd.authorisation_code:
-            # An approval without an authorisation number cannot be printed or disputed.
-            self._finish(txn, State.DECLINED, now, code="96", message=RESPONSE_MESSAGES["96"])
+        contactless_without_pin = txn.entry_mode is EntryMode.CONTACTLESS and txn.cvm == "none"
+        if code in SCA_SOFT_DECLINES and contactless_without_pin:
+            # PSD2: the issuer wants the PIN. The same transaction goes on with chip and PIN.
+            txn.sca_required = True
+            txn.card = txn.card_read = None
+            txn.state = self.state = State.WAITING_FOR_CARD
+            self._deadline = now + self.timeouts.card_presentation
+            amount = format_amount(txn.amount, txn.currency)
+            self._show(now, amount, "CODE REQUIS", "INSÉREZ VOTRE CARTE")
+        elif code == "00" and not AUTHORISATION_CODE.fullmatch(cmd.authorisation_code or ""):
+            # An approval without a proper authorisation number cannot be printed or disputed.
+            self._finish(txn, State.DECLINED, now, code="96", message=response_message("96"))
+        elif code == "00" and txn.card_in_reader and txn.card and not txn.card.complete(True):
+            # The chip's second GENERATE AC says AAC: declined although the issuer approved;
+            # the backend reverses the authorisation when the phone reports this result.
+            txn.authorisation_code = cmd.authorisation_code
+            self._finish(
+                txn, State.DECLINED, now, code="00", message="Paiement refusé par la carte"
+            )
         elif code == "00":
             txn.authorisation_code = cmd.authorisation_code
-            txn.receipt = self._receipt(txn, calendar)
+            txn.receipt = self._receipt(txn, calendar, "TICKET CLIENT")
+            txn.merchant_receipt = self._receipt(txn, calendar, "TICKET COMMERCANT")
             self._finish(txn, State.APPROVED, now, code=code, message=message)
         else:
             self._finish(txn, State.DECLINED, now, code=code, message=message)
@@ -385,16 +533,18 @@ class TerminalEngine:
                 entry_mode=txn.entry_mode.value if txn.entry_mode else None,
                 message=message,
                 receipt=list(txn.receipt),
+                merchant_receipt=list(txn.merchant_receipt),
+                cardholder_verification=txn.cvm,
             )
         )
 
-    def _receipt(self, txn: Transaction, calendar: dt.datetime) -> list[str]:
-        """The customer's CB receipt ("ticket client"). Never the expiry date."""
+    def _receipt(self, txn: Transaction, calendar: dt.datetime, copy: str) -> list[str]:
+        """A CB receipt ("ticket CB"). Never the expiry date, never the full PAN."""
         assert txn.entry_mode is not None
         assert txn.masked_pan is not None
-        return [
-            self.merchant.name.upper(),
-            self.merchant.city.upper(),
+        lines = [
+            self.merchant.name.upper()[:RECEIPT_WIDTH],
+            self.merchant.city.upper()[:RECEIPT_WIDTH],
             f"LE {calendar:%d/%m/%y} A {calendar:%H:%M:%S}",
             f"{txn.brand}",
             f"{txn.aid}",
@@ -405,10 +555,11 @@ class TerminalEngine:
             "DEBIT",
             txn.entry_mode.receipt_label,
             f"MONTANT = {format_amount(txn.amount, txn.currency)}",
-            f"AUTORISATION {txn.authorisation_code}",
-            "TICKET CLIENT",
-            "A CONSERVER",
         ]
+        if txn.cvm in CVM_RECEIPT_LINES:
+            lines.append(CVM_RECEIPT_LINES[txn.cvm])
+        lines += [f"AUTORISATION {txn.authorisation_code}", copy, "A CONSERVER"]
+        return lines
 
     def _refuse(self, cmd: Command, code: str, message: str) -> None:
         self._emit(Error(in_reply_to=cmd.id, code=code, message=message))

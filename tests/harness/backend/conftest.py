@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from harness.backend import BackendServer, BackendStore, Processor, load_processor, seed_store
+from harness.backend.processor import IssuerCard
 from harness.backend.store import Invoice
+from simulator.cards import Catalogue
 from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -28,8 +30,12 @@ KEY = bytes.fromhex(TERMINAL["card_data_key"])
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"  # expires 2028-06
 REFUSED = "4000000000000002"  # issuer answers 05
-UNKNOWN = "4000000000000069"  # not in the catalogue
-ALL_PANS = (VISA, MASTERCARD, REFUSED, UNKNOWN)
+#: A published test number that the catalogue does not hold (the issuer does not know it).
+UNKNOWN = next(
+    pan
+    for pan in ("6011111111111117", "4000000000003220", "4000002760003184")
+    if pan not in {card.pan for card in Catalogue.load(FIXTURES / "cards.yaml").values()}
+)
 
 
 class Clock:
@@ -49,12 +55,14 @@ def seal_card(
     *,
     currency: str = "EUR",
     expiry: str = "2912",
+    pin: str | None = None,
     key: bytes = KEY,
     key_id: str = SERIAL,
 ) -> dict[str, str]:
-    """The blob a terminal would send for this card and transaction."""
+    """The blob a terminal would send for this card and transaction (with the PIN typed on
+    the terminal, for an online PIN)."""
     aad = associated_data(transaction_id, amount_cents, currency)
-    return seal(key, key_id, SensitiveCardData(pan, expiry), aad)
+    return seal(key, key_id, SensitiveCardData(pan, expiry, pin=pin), aad)
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,9 @@ class Backend:
             f"/api/invoices/{number}/payments", {"method": "tpe", "terminal_serial": SERIAL, **body}
         )
 
-    def authorisation_body(self, payment: Any, pan: str, **overrides: Any) -> dict[str, Any]:
+    def authorisation_body(
+        self, payment: Any, pan: str, *, pin: str | None = None, **overrides: Any
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "transaction_id": payment["transaction_id"],
             "amount_cents": payment["amount_cents"],
@@ -128,28 +138,57 @@ class Backend:
             "entry_mode": "contactless",
             "brand": "VISA" if pan.startswith("4") else "MASTERCARD",
             "masked_pan": "************" + pan[-4:],
-            "card_data": seal_card(pan, payment["transaction_id"], payment["amount_cents"]),
+            "card_data": seal_card(
+                pan, payment["transaction_id"], payment["amount_cents"], pin=pin
+            ),
             "emv": {"9F26": "1A2B3C4D5E6F7081", "9F36": "002A"},
         }
         body.update(overrides)
         return body
 
-    def authorise(self, payment: Any, pan: str, **overrides: Any) -> Reply:
+    def authorise(
+        self, payment: Any, pan: str, *, pin: str | None = None, **overrides: Any
+    ) -> Reply:
         return self.post(
             f"/api/payments/{payment['payment_id']}/authorisation",
-            self.authorisation_body(payment, pan, **overrides),
+            self.authorisation_body(payment, pan, pin=pin, **overrides),
         )
 
-    def result(self, payment: Any, result: str) -> Reply:
+    def result(self, payment: Any, result: str, **extra: Any) -> Reply:
         return self.post(
             f"/api/payments/{payment['payment_id']}/result",
-            {"transaction_id": payment["transaction_id"], "result": result},
+            {"transaction_id": payment["transaction_id"], "result": result, **extra},
+        )
+
+    def pay(self, number: str, pan: str, **authorisation: Any) -> tuple[Any, Reply]:
+        """Start, authorise and (if approved) confirm a payment; returns it and the answer."""
+        payment = self.start_payment(number).body
+        reply = self.authorise(payment, pan, **authorisation)
+        assert reply.status == 200, reply.text
+        self.result(payment, "approved" if reply.body["approved"] else "declined")
+        return payment, reply
+
+    def new_invoice(self, amount_cents: int) -> Invoice:
+        customer = self.store.add_customer("M. Paul Girard", city="Villeurbanne")
+        day = SCENARIO_NOW.date()
+        return self.store.add_invoice(
+            customer.id, amount_cents, issue_date=day, due_date=day + timedelta(days=30)
         )
 
     def invoice(self, number: str) -> Any:
         reply = self.get(f"/api/invoices/{number}")
         assert reply.status == 200, reply.text
         return reply.body
+
+
+@pytest.fixture
+def unknown_pan() -> str:
+    return UNKNOWN
+
+
+@pytest.fixture
+def catalogue() -> Catalogue:
+    return Catalogue.load(FIXTURES / "cards.yaml")
 
 
 @pytest.fixture
@@ -195,6 +234,17 @@ def backend(store: BackendStore, processor: Processor, clock: Clock) -> Iterator
 
 
 SealCard = Callable[..., dict[str, str]]
+MakeProcessor = Callable[..., Processor]
+
+
+@pytest.fixture
+def make_processor() -> MakeProcessor:
+    """A processor for the fixtures' terminal key and the issuer cards given."""
+
+    def make(*cards: IssuerCard) -> Processor:
+        return Processor({SERIAL: KEY}, cards)
+
+    return make
 
 
 @pytest.fixture

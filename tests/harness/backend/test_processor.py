@@ -6,9 +6,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.backend.processor import AuthorisationRequest, IssuerCard, Processor
+from harness.backend.processor import (
+    CENTS_RULE,
+    AuthorisationRequest,
+    CardState,
+    Decision,
+    IssuerCard,
+    Processor,
+)
 from simulator.protocol.carddata import CardDataError
-from simulator.protocol.response_codes import response_message
+from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
 
 if TYPE_CHECKING:
     from tests.harness.backend.conftest import SealCard
@@ -16,13 +23,40 @@ if TYPE_CHECKING:
 KEY = bytes(range(16))
 TODAY = date(2026, 12, 3)
 CARDS = [
-    IssuerCard(pan="4242424242424242", brand="VISA", expiry="2029-12", response_code="00"),
-    IssuerCard(pan="4000000000009995", brand="VISA", expiry="2029-12", response_code="51"),
-    IssuerCard(pan="4000000000000119", brand="VISA", expiry="2029-12", response_code="96"),
-    IssuerCard(pan="5555555555554444", brand="MASTERCARD", expiry="2026-12", response_code="00"),
-    IssuerCard(pan="5555552500001001", brand="CB", expiry="2026-11", response_code="00"),
-    IssuerCard(pan="4000000000000002", brand="VISA", expiry="2026-11", response_code="05"),
+    IssuerCard("visa", "4242424242424242", "VISA", expiry="2029-12", response_code="00"),
+    IssuerCard("funds", "4000000000009995", "VISA", expiry="2029-12", response_code="51"),
+    IssuerCard("error", "4000000000000119", "VISA", expiry="2029-12", response_code="96"),
+    IssuerCard("mc", "5555555555554444", "MASTERCARD", expiry="2026-12", response_code="00"),
+    IssuerCard("cb_mc", "5555552500001001", "CB", expiry="2026-11", response_code="00"),
+    IssuerCard("refused", "4000000000000002", "VISA", expiry="2026-11", response_code="05"),
+    IssuerCard("lost", "4000000000009987", "VISA", "2029-12", "00", status="lost"),
+    IssuerCard("stolen", "4000000000009979", "VISA", "2029-12", "00", status="stolen"),
+    IssuerCard("lost_expired", "4000000760000002", "VISA", "2025-01", "00", status="lost"),
+    IssuerCard("online_pin", "4001000360000005", "VISA", "2029-12", "00", pin="2468"),
+    IssuerCard("pin_blocked", "4001007020000002", "VISA", "2029-12", "00", pin="1357", pin_tries=0),
+    IssuerCard(
+        "physical", "4000056655665556", "VISA", "2029-12", "00", pin="0000", cents_rule=True
+    ),
+    IssuerCard(
+        "capped",
+        "4000003800000008",
+        "VISA",
+        "2029-12",
+        "00",
+        limit_cents=30000,
+        balance_cents=10000,
+    ),
+    IssuerCard("cb_visa", "4000002500001001", "VISA", "2029-12", "00"),
+    IssuerCard("cb_mastercard", "2223003122003222", "MASTERCARD", "2029-12", "00"),
+    IssuerCard("wallet", "4000002760000016", "VISA", "2029-12", "00", wallet=True),
 ]
+ONLINE_PIN = "4001000360000005"
+PHYSICAL = "4000056655665556"  # follows the cents rule
+CAPPED = "4000003800000008"  # 300 € per payment, 100 € available
+CB_VISA = "4000002500001001"
+CB_MASTERCARD = "2223003122003222"
+MASTERCARD = "5555555555554444"
+WALLET = "4000002760000016"
 
 
 @pytest.fixture
@@ -31,15 +65,23 @@ def processor() -> Processor:
 
 
 def request_for(
-    seal_for: SealCard, pan: str, *, amount: int = 4250, **seal_options: object
+    seal_for: SealCard,
+    pan: str,
+    *,
+    amount: int = 4250,
+    entry_mode: str = "contactless",
+    brand: str = "VISA",
+    cvm: str = "none",
+    **seal_options: object,
 ) -> AuthorisationRequest:
     return AuthorisationRequest(
         transaction_id="T00000000002a",
         amount_cents=amount,
         currency="EUR",
-        entry_mode="contactless",
-        brand="VISA",
+        entry_mode=entry_mode,
+        brand=brand,
         card_data=seal_for(pan, "T00000000002a", amount, key=KEY, key_id="SIM0042", **seal_options),
+        cvm=cvm,
     )
 
 
@@ -149,3 +191,268 @@ def test_repr_never_shows_a_pan(processor: Processor) -> None:
 )
 def test_messages_are_french(code: str, message: str) -> None:
     assert response_message(code) == message
+
+
+# -- lost and stolen cards, rule order --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pan", "code"),
+    [
+        ("4000000000009987", "41"),  # lost
+        ("4000000000009979", "43"),  # stolen
+        ("4000000760000002", "41"),  # lost and expired: the report outranks the expiry
+    ],
+)
+def test_lost_and_stolen_cards_are_refused_with_a_neutral_message(
+    processor: Processor, seal_for: SealCard, pan: str, code: str
+) -> None:
+    decision = processor.authorise(request_for(seal_for, pan), today=TODAY)
+    assert decision.response_code == code
+    assert decision.message == "Carte refusée : contactez votre banque"
+    assert "vol" not in decision.message
+    assert "perdu" not in decision.message
+
+
+def test_an_unknown_cvm_is_not_a_request() -> None:
+    with pytest.raises(ValueError, match="cvm"):
+        AuthorisationRequest("T1", 100, "EUR", "chip", "VISA", {}, cvm="signature")
+
+
+def test_a_card_status_outside_the_catalogue_words_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'odd'.*status"):
+        IssuerCard("odd", "4242424242424242", "VISA", "2029-12", "00", status="blocked")
+
+
+def test_two_catalogue_cards_with_one_pan_are_refused_without_showing_it() -> None:
+    twin = IssuerCard("visa_twin", "4242424242424242", "VISA", "2029-12", "05")
+    with pytest.raises(ValueError, match="'visa' and 'visa_twin'") as error:
+        Processor({}, [CARDS[0], twin])
+    assert "4242424242424242" not in str(error.value)
+
+
+# -- online PIN ---------------------------------------------------------------------------------
+
+
+def pin_request(seal_for: SealCard, pin: str, pan: str = ONLINE_PIN) -> AuthorisationRequest:
+    return request_for(seal_for, pan, amount=8900, entry_mode="chip", cvm="online_pin", pin=pin)
+
+
+def test_online_pin_tries_go_down_to_a_blocked_pin(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    states: dict[str, CardState] = {}
+    answers = []
+    for pin in ("1111", "2222", "2468", "1111", "2222", "3333", "2468"):
+        decision = processor.authorise(pin_request(seal_for, pin), today=TODAY, card_states=states)
+        assert decision.card_ref == "online_pin"
+        assert decision.card_state is not None
+        states[decision.card_ref] = decision.card_state
+        answers.append((decision.response_code, decision.pin_tries_left))
+    assert answers == [
+        ("55", 2),
+        ("55", 1),
+        ("00", 3),  # a right PIN resets the counter
+        ("55", 2),
+        ("55", 1),
+        ("75", 0),  # third wrong PIN in a row: blocked
+        ("75", 0),  # even the right PIN no longer works
+    ]
+    assert response_message("55") == "Code confidentiel erroné"
+    assert response_message("75") == "Nombre d'essais du code confidentiel dépassé"
+
+
+def test_the_issuer_does_not_change_the_callers_state_in_place(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    states = {"online_pin": CardState(pin_tries=3)}
+    decision = processor.authorise(pin_request(seal_for, "0000"), today=TODAY, card_states=states)
+    assert decision.card_state == CardState(pin_tries=2)
+    assert states == {"online_pin": CardState(pin_tries=3)}
+
+
+def test_a_pin_blocked_card_is_refused_online_and_offline(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    blocked = "4001007020000002"
+    online = processor.authorise(pin_request(seal_for, "1357", blocked), today=TODAY)
+    assert (online.response_code, online.pin_tries_left) == ("75", 0)
+    offline = request_for(seal_for, blocked, entry_mode="chip", cvm="offline_pin")
+    assert processor.authorise(offline, today=TODAY).response_code == "75"
+    no_cvm = request_for(seal_for, blocked, amount=1200)
+    assert processor.authorise(no_cvm, today=TODAY).response_code == "00"
+
+
+def test_offline_pin_is_the_cards_business(processor: Processor, seal_for: SealCard) -> None:
+    request = request_for(seal_for, ONLINE_PIN, entry_mode="chip", cvm="offline_pin")
+    decision = processor.authorise(request, today=TODAY)
+    assert (decision.response_code, decision.card_state) == ("00", CardState(pin_tries=3))
+    assert decision.pin_tries_left is None
+
+
+def test_online_pin_without_a_pin_in_the_card_data_is_refused(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(seal_for, ONLINE_PIN, entry_mode="chip", cvm="online_pin")
+    with pytest.raises(CardDataError, match="no PIN"):
+        processor.authorise(request, today=TODAY)
+
+
+def test_expiry_is_checked_before_the_pin_and_spares_the_counter(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    decision = processor.authorise(pin_request(seal_for, "0000"), today=date(2030, 1, 1))
+    assert decision.response_code == "54"
+    assert decision.card_state == CardState(pin_tries=3)
+
+
+# -- the cents rule and the card's limits ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cents", "code"), sorted(CENTS_RULE.items()))
+def test_cents_rule_table(processor: Processor, seal_for: SealCard, cents: int, code: str) -> None:
+    request = request_for(seal_for, PHYSICAL, amount=2300 + cents, entry_mode="chip")
+    assert processor.authorise(request, today=TODAY).response_code == code
+
+
+@pytest.mark.parametrize("cents", [0, 42, 99])
+def test_other_cents_follow_the_normal_rules(
+    processor: Processor, seal_for: SealCard, cents: int
+) -> None:
+    request = request_for(seal_for, PHYSICAL, amount=2300 + cents, entry_mode="chip")
+    assert processor.authorise(request, today=TODAY).response_code == "00"
+
+
+def test_cents_rule_covers_the_stripe_physical_card_rows() -> None:
+    assert {c: CENTS_RULE[c] for c in (1, 5, 55, 65, 75)} == {
+        1: "05",
+        5: "05",
+        55: "55",
+        65: "65",
+        75: "75",
+    }
+    assert 0 not in CENTS_RULE
+
+
+def test_cards_without_the_cents_rule_ignore_cents(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(seal_for, "4242424242424242", amount=2305, entry_mode="chip")
+    assert processor.authorise(request, today=TODAY).response_code == "00"
+
+
+def test_a_wrong_online_pin_outranks_the_cents_rule(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(
+        seal_for, PHYSICAL, amount=2351, entry_mode="chip", cvm="online_pin", pin="9999"
+    )
+    assert processor.authorise(request, today=TODAY).response_code == "55"
+
+
+@pytest.mark.parametrize(
+    ("amount", "code"),
+    [
+        (10000, "00"),  # exactly the funds available
+        (10001, "51"),  # a cent more than the funds
+        (30000, "51"),  # within the limit, above the funds
+        (30001, "61"),  # above the per-payment limit: the limit is checked first
+    ],
+)
+def test_per_payment_limit_and_available_funds(
+    processor: Processor, seal_for: SealCard, amount: int, code: str
+) -> None:
+    request = request_for(seal_for, CAPPED, amount=amount, entry_mode="chip", cvm="offline_pin")
+    decision = processor.authorise(request, today=TODAY)
+    assert (decision.response_code, decision.message) == (code, response_message(code))
+
+
+# -- PSD2 strong customer authentication --------------------------------------------------------
+
+
+def after(count: int, cents: int) -> dict[str, CardState]:
+    keys = ("cb_visa", "cb_mastercard", "mc", "wallet", "visa")
+    return {key: CardState(3, count, cents) for key in keys}
+
+
+@pytest.mark.parametrize(
+    ("pan", "brand", "code"),
+    [
+        (CB_VISA, "CB", "1A"),  # co-badged, routed to CB (the French default)
+        (CB_VISA, "VISA", "1A"),  # the cardholder chose Visa
+        (MASTERCARD, "MASTERCARD", "65"),
+        (CB_MASTERCARD, "CB", "1A"),  # a Mastercard routed to CB answers as CB does
+        (CB_MASTERCARD, "MASTERCARD", "65"),
+    ],
+)
+def test_sixth_contactless_payment_without_pin_is_soft_declined(
+    processor: Processor, seal_for: SealCard, pan: str, brand: str, code: str
+) -> None:
+    sixth = request_for(seal_for, pan, amount=1500, brand=brand)
+    assert processor.authorise(sixth, today=TODAY, card_states=after(4, 6000)).approved
+    decision = processor.authorise(sixth, today=TODAY, card_states=after(5, 6000))
+    assert decision.response_code == code
+    assert decision.message == (
+        "Authentification forte requise : insérez la carte et saisissez le code"
+    )
+
+
+def test_missing_funds_are_answered_before_sca_is_asked(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(seal_for, CAPPED, amount=12000)
+    states = {"capped": CardState(3, 5, 6000)}
+    assert processor.authorise(request, today=TODAY, card_states=states).response_code == "51"
+
+
+@pytest.mark.parametrize(("amount", "code"), [(5000, "00"), (5001, "1A")])
+def test_cumulative_contactless_amount_above_150_euros_needs_sca(
+    processor: Processor, seal_for: SealCard, amount: int, code: str
+) -> None:
+    request = request_for(seal_for, CB_VISA, amount=amount, brand="CB")
+    decision = processor.authorise(request, today=TODAY, card_states=after(2, 10000))
+    assert decision.response_code == code
+
+
+@pytest.mark.parametrize(
+    ("pan", "entry_mode", "cvm", "effect"),
+    [
+        (CB_VISA, "chip", "offline_pin", "reset"),
+        (ONLINE_PIN, "contactless", "online_pin", "reset"),  # above 50 €: tap, then the PIN
+        (CB_VISA, "contactless", "cdcvm", "none"),
+        (WALLET, "contactless", "none", "none"),  # a phone wallet is outside the counters
+        (CB_VISA, "chip", "none", "none"),
+    ],
+)
+def test_verified_or_inserted_payments_are_not_soft_declined(
+    processor: Processor, seal_for: SealCard, pan: str, entry_mode: str, cvm: str, effect: str
+) -> None:
+    pin = "2468" if cvm == "online_pin" else None
+    request = request_for(seal_for, pan, entry_mode=entry_mode, cvm=cvm, pin=pin)
+    states = {**after(5, 14900), "online_pin": CardState(3, 5, 14900)}
+    decision = processor.authorise(request, today=TODAY, card_states=states)
+    assert decision.response_code == "00"
+    assert decision.on_capture == effect
+
+
+def test_a_contactless_payment_without_cvm_counts_when_captured(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    decision = processor.authorise(request_for(seal_for, CB_VISA, amount=1990), today=TODAY)
+    assert (decision.on_capture, decision.card_state) == ("count", CardState(3))
+    assert decision.card_state is not None
+    assert decision.card_state.after_capture("count", 1990) == CardState(3, 1, 1990)
+    assert CardState(3, 4, 9000).after_capture("reset", 8000) == CardState(3, 0, 0)
+    assert CardState(3, 4, 9000).after_capture("none", 8000) == CardState(3, 4, 9000)
+
+
+def test_every_answer_the_issuer_gives_has_its_own_french_text() -> None:
+    codes = {"00", "05", "41", "43", "51", "54", "55", "61", "65", "75", "1A"}
+    codes |= set(CENTS_RULE.values())
+    codes |= {card.response_code for card in CARDS}
+    assert codes <= set(RESPONSE_MESSAGES)
+
+
+def test_an_unknown_card_carries_no_issuer_state(processor: Processor, seal_for: SealCard) -> None:
+    decision = processor.authorise(request_for(seal_for, "4000000000000069"), today=TODAY)
+    assert decision == Decision("05", "************0069")

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from freezegun import freeze_time
 
 from harness.backend import load_processor, seed_store
-from harness.backend.processor import AuthorisationRequest
-from harness.backend.seed import FixtureError, load_seed_settings
-from simulator.cards import CatalogueError
+from harness.backend.processor import AuthorisationRequest, CardState, IssuerCard
+from harness.backend.seed import FixtureError, issuer_card, load_seed_settings
+from simulator.cards import CardProfile, Catalogue, CatalogueError
 from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
@@ -143,3 +146,119 @@ def test_processor_reads_cards_through_the_validated_catalogue(tmp_path: Path) -
     path.write_text(text.replace('"4242424242424242"', '"4242424242424243"'), encoding="utf-8")
     with pytest.raises(CatalogueError, match=r"'visa'.*Luhn"):
         load_processor(fixtures)
+
+
+# -- the issuer's record of each catalogue card ------------------------------------------------
+
+
+def test_issuer_card_takes_the_issuers_fields_from_the_profile() -> None:
+    profile = Catalogue.load(FIXTURES / "cards.yaml")["visa"]
+    fields = {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)}
+    fields.update(
+        issuer_response_code="62",
+        status="stolen",
+        pin_tries=1,
+        issuer_limit_cents=30000,
+        issuer_balance_cents=12000,
+        cents_rule=True,
+        psd2_max_consecutive=3,
+        psd2_max_cumulative_cents=8000,
+        wallet=True,
+    )
+    card = issuer_card(cast(CardProfile, SimpleNamespace(**fields)))
+    assert card == IssuerCard(
+        key="visa",
+        pan=profile.pan,
+        brand="VISA",
+        expiry=f"{profile.expiry_year:04d}-{profile.expiry_month:02d}",
+        response_code="62",
+        status="stolen",
+        pin=profile.pin,
+        pin_tries=1,
+        limit_cents=30000,
+        balance_cents=12000,
+        cents_rule=True,
+        psd2_max_consecutive=3,
+        psd2_max_cumulative_cents=8000,
+        wallet=True,
+    )
+
+
+def test_a_profile_without_issuer_fields_is_an_ordinary_active_card() -> None:
+    older = SimpleNamespace(
+        key="visa",
+        pan="4242424242424242",
+        brand="VISA",
+        expiry_year=2029,
+        expiry_month=12,
+        pin="1234",
+        pin_tries=3,
+        issuer_response_code="00",
+    )
+    card = issuer_card(cast(CardProfile, older))
+    assert (card.status, card.limit_cents, card.balance_cents, card.cents_rule) == (
+        "active",
+        None,
+        None,
+        False,
+    )
+    assert (card.psd2_max_consecutive, card.psd2_max_cumulative_cents, card.wallet) == (
+        5,
+        15000,
+        False,
+    )
+
+
+CATALOGUE = """
+cards:
+  perdue:
+    pan: "4000000000009987"
+    expiry: "2029-12"
+    brand: VISA
+    status: lost
+    applications: [{aid: "A0000000031010"}]
+  plafond:
+    pan: "4000000000000341"
+    expiry: "2029-12"
+    brand: VISA
+    applications: [{aid: "A0000000031010"}]
+    issuer: {limit_cents: 3000, balance_cents: 2000}
+  visa_sca:
+    pan: "4000000000000101"
+    expiry: "2029-12"
+    brand: VISA
+    applications: [{aid: "A0000000031010"}]
+    psd2: {max_consecutive: 1}
+  centimes:
+    pan: "4000000000000077"
+    expiry: "2029-12"
+    brand: VISA
+    applications: [{aid: "A0000000031010"}]
+    issuer: {cents_rule: true}
+"""
+
+
+@pytest.mark.parametrize(
+    ("pan", "amount", "states", "code"),
+    [
+        ("4000000000009987", 1000, {}, "41"),
+        ("4000000000000341", 2500, {}, "51"),
+        ("4000000000000341", 3001, {}, "61"),
+        ("4000000000000101", 1000, {}, "00"),
+        ("4000000000000101", 1000, {"visa_sca": CardState(3, 1, 1000)}, "1A"),
+        ("4000000000000077", 1055, {}, "55"),
+    ],
+)
+def test_catalogue_issuer_fields_reach_the_processor(
+    tmp_path: Path, pan: str, amount: int, states: dict[str, CardState], code: str
+) -> None:
+    fixtures = _fixtures_copy(tmp_path)
+    (fixtures / "cards.yaml").write_text(CATALOGUE, encoding="utf-8")
+    processor = load_processor(fixtures)
+    key = bytes.fromhex("6ac292faa1315b4d858ab3a3d7d5933a")
+    blob = seal(
+        key, "SIM0001", SensitiveCardData(pan, "2912"), associated_data("T1", amount, "EUR")
+    )
+    request = AuthorisationRequest("T1", amount, "EUR", "contactless", "VISA", blob)
+    decision = processor.authorise(request, today=SCENARIO.date(), card_states=states)
+    assert decision.response_code == code

@@ -13,6 +13,7 @@ import pytest
 
 from harness.backend import BackendServer, BackendStore, Processor
 from harness.backend.store import Invoice
+from simulator.cards import Catalogue
 
 if TYPE_CHECKING:
     from tests.harness.backend.conftest import Backend
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"  # expires 2028-06
 REFUSED = "4000000000000002"  # the issuer answers 05
-UNKNOWN = "4000000000000069"  # not in the catalogue
 
 
 def start(backend: Backend, invoice: Invoice, **body: Any) -> Any:
@@ -154,6 +154,8 @@ def test_payment_amount_is_checked(backend: Backend, invoice: Invoice, amount: o
         ("", "invalid_json", None),
         ('["tpe"]', "invalid_json", None),
         (b"\xff\xfe", "invalid_json", None),
+        ('{"method": "tpe", "x": ' + "9" * 5000 + "}", "invalid_json", None),  # digit limit
+        ("[" * 100_000, "invalid_json", None),  # nesting beyond the recursion limit
         ('{"terminal_serial": "SIM0001"}', "invalid_field", "method"),
         ('{"method": "especes", "terminal_serial": "SIM0001"}', "invalid_field", "method"),
         ('{"method": "tpe"}', "invalid_field", "terminal_serial"),
@@ -202,6 +204,7 @@ def test_approved_twice_pays_the_invoice(backend: Backend, invoice: Invoice) -> 
     assert recorded["status"] == "captured"
     assert (recorded["brand"], recorded["masked_pan"]) == ("VISA", "************4242")
     assert recorded["entry_mode"] == "contactless"
+    assert recorded["cvm"] == "none"  # a client that does not say how the holder was verified
     assert recorded["authorisation_code"] == reply.body["authorisation_code"]
     assert backend.get(f"/api/payments/{payment['payment_id']}").body == recorded
 
@@ -217,6 +220,7 @@ def test_declined_leaves_the_invoice_unpaid_with_an_attempt(
         "approved": False,
         "authorisation_code": None,
         "message": "Paiement refusé par la banque",
+        "pin_tries_left": None,
     }
     assert backend.result(payment, "declined").status == 200
     body = backend.invoice(invoice.number)
@@ -227,8 +231,8 @@ def test_declined_leaves_the_invoice_unpaid_with_an_attempt(
     ]
 
 
-def test_unknown_card_is_declined(backend: Backend, invoice: Invoice) -> None:
-    assert backend.authorise(start(backend, invoice), UNKNOWN).body["response_code"] == "05"
+def test_unknown_card_is_declined(backend: Backend, invoice: Invoice, unknown_pan: str) -> None:
+    assert backend.authorise(start(backend, invoice), unknown_pan).body["response_code"] == "05"
 
 
 def test_expired_card_is_declined_by_the_world_clock(backend: Backend, invoice: Invoice) -> None:
@@ -293,13 +297,17 @@ def test_authorisation_must_match_the_payment(backend: Backend, invoice: Invoice
         ("card_data", None),
         ("emv", {"9F26": "not hex"}),
         ("emv", ["9F26"]),
+        ("cvm", "signature"),
+        ("cvm", "ONLINE_PIN"),
+        ("cvm", None),
     ],
 )
 def test_authorisation_fields_are_checked(
     backend: Backend, invoice: Invoice, field: str, value: object
 ) -> None:
     payment = start(backend, invoice)
-    reply = backend.authorise(payment, VISA, **{field: value})
+    overrides: dict[str, Any] = {field: value}
+    reply = backend.authorise(payment, VISA, **overrides)
     assert_error(reply, 422, "invalid_field", field)
     assert backend.get(f"/api/payments/{payment['payment_id']}").body["status"] == "pending"
 
@@ -373,7 +381,9 @@ def test_request_log_keeps_the_last_exchanges(
     assert small.format_request_log() == "(no request)"
 
 
-def test_no_pan_is_ever_returned_logged_or_stored(backend: Backend, invoice: Invoice) -> None:
+def test_no_pan_is_ever_returned_logged_or_stored(
+    backend: Backend, invoice: Invoice, unknown_pan: str
+) -> None:
     store = backend.store
     for pan, result in ((VISA, "approved"), (REFUSED, "declined"), (MASTERCARD, "aborted")):
         fresh = store.add_invoice(
@@ -384,10 +394,176 @@ def test_no_pan_is_ever_returned_logged_or_stored(backend: Backend, invoice: Inv
         backend.authorise(payment, pan)  # refused: already authorised
         backend.result(payment, result)
         backend.invoice(fresh.number)
-    backend.authorise(start(backend, invoice), UNKNOWN)
+    backend.authorise(start(backend, invoice), unknown_pan)
     backend.get("/api/invoices")
     backend.get("/api/customers")
     texts = [reply.text for reply in backend.replies]
     texts += [repr(store), backend.server.format_request_log()]
-    for pan in (VISA, REFUSED, MASTERCARD, UNKNOWN):
+    for pan in (VISA, REFUSED, MASTERCARD, unknown_pan):
         assert not any(pan in text for text in texts), pan
+
+
+# -- the issuer's rules over the wire -------------------------------------------------------------
+
+
+def test_online_pin_is_checked_by_the_issuer(
+    backend: Backend, invoice: Invoice, catalogue: Catalogue
+) -> None:
+    pin = catalogue["visa"].pin
+    wrong = "0000" if pin != "0000" else "1111"
+    payment = start(backend, invoice)
+    reply = backend.authorise(payment, VISA, entry_mode="chip", cvm="online_pin", pin=wrong)
+    assert reply.body == {
+        "transaction_id": payment["transaction_id"],
+        "response_code": "55",
+        "approved": False,
+        "authorisation_code": None,
+        "message": "Code confidentiel erroné",
+        "pin_tries_left": 2,
+    }
+    backend.result(payment, "declined")
+    retry = start(backend, invoice)
+    reply = backend.authorise(retry, VISA, entry_mode="chip", cvm="online_pin", pin=pin)
+    assert (reply.body["response_code"], reply.body["pin_tries_left"]) == ("00", 3)
+    captured = backend.result(retry, "approved").body
+    assert (captured["payment"]["cvm"], captured["invoice"]["status"]) == ("online_pin", "paid")
+
+
+def test_online_pin_without_the_pin_is_unreadable_card_data(
+    backend: Backend, invoice: Invoice
+) -> None:
+    payment = start(backend, invoice)
+    reply = backend.authorise(payment, VISA, entry_mode="chip", cvm="online_pin")
+    assert_error(reply, 422, "card_data_invalid", "card_data")
+    assert backend.get(f"/api/payments/{payment['payment_id']}").body["status"] == "pending"
+
+
+@pytest.mark.parametrize(("pan", "code"), [(VISA, "1A"), (MASTERCARD, "65")])
+def test_sixth_tap_without_pin_is_soft_declined_until_a_pin_payment(
+    backend: Backend, pan: str, code: str
+) -> None:
+    invoices = [backend.new_invoice(1000 + 100 * n) for n in range(7)]
+    for invoice in invoices[:5]:
+        assert backend.pay(invoice.number, pan)[1].body["response_code"] == "00"
+    payment = start(backend, invoices[5])
+    sixth = backend.authorise(payment, pan)
+    assert (sixth.body["response_code"], sixth.body["message"]) == (
+        code,
+        "Authentification forte requise : insérez la carte et saisissez le code",
+    )
+    # The terminal asks for the card to be inserted and the PIN typed: the same transaction.
+    inserted = backend.authorise(payment, pan, entry_mode="chip", cvm="offline_pin")
+    assert inserted.body["approved"] is True
+    assert backend.result(payment, "approved").body["payment"]["cvm"] == "offline_pin"
+    assert backend.pay(invoices[6].number, pan)[1].body["approved"] is True
+    assert [backend.invoice(i.number)["status"] for i in invoices] == ["paid"] * 7
+    assert backend.store.check_invariants() == []
+
+
+def test_card_pays_the_balance_a_cheque_left(backend: Backend) -> None:
+    [invoice, *_] = backend.get("/api/invoices?status=partially_paid").body["invoices"]
+    [cheque] = invoice["payments"]
+    assert cheque["method"] == "cheque"
+    payment = start_number(backend, invoice["number"])
+    assert payment["amount_cents"] == invoice["amount_cents"] - cheque["amount_cents"]
+    assert payment["amount_cents"] == invoice["balance_due_cents"]
+    backend.authorise(payment, VISA, entry_mode="chip", cvm="offline_pin")
+    body = backend.result(payment, "approved").body["invoice"]
+    assert (body["status"], body["balance_due_cents"]) == ("paid", 0)
+    assert [(p["method"], p["status"]) for p in body["payments"]] == [
+        ("cheque", "captured"),
+        ("tpe", "captured"),
+    ]
+    assert backend.store.check_invariants() == []
+
+
+def start_number(backend: Backend, number: str) -> Any:
+    reply = backend.start_payment(number)
+    assert reply.status == 201, reply.text
+    return reply.body
+
+
+# -- receipts -------------------------------------------------------------------------------------
+
+TICKET = [
+    "PLOMBERIE DURAND",
+    "LYON",
+    "LE 03/12/26 A 09:30:00",
+    "VISA",
+    "A0000000031010",
+    "CONTRAT 1234567",
+    "************4242",
+    "DEBIT",
+    "SANS CONTACT",
+    "MONTANT = 42,50 EUR",
+]
+
+
+def test_receipts_are_kept_and_read_back(backend: Backend, invoice: Invoice) -> None:
+    payment = start(backend, invoice)
+    path = f"/api/payments/{payment['payment_id']}/receipts"
+    backend.authorise(payment, VISA)
+    assert_error(backend.get(path), 404, "receipt_not_found")
+    receipts = {
+        "merchant": [*TICKET, "TICKET COMMERCANT"],
+        "customer": [*TICKET, "TICKET CLIENT", "A CONSERVER"],
+    }
+    assert backend.result(payment, "approved", receipts=receipts).status == 200
+    assert backend.get(path).body == {
+        "merchant": "\n".join([*TICKET, "TICKET COMMERCANT"]),
+        "customer": "\n".join([*TICKET, "TICKET CLIENT", "A CONSERVER"]),
+    }
+    assert_error(backend.get("/api/payments/P-9999/receipts"), 404, "payment_not_found")
+
+
+def test_a_receipt_for_the_merchant_only(backend: Backend, invoice: Invoice) -> None:
+    payment = start(backend, invoice)
+    backend.authorise(payment, REFUSED)
+    backend.result(payment, "declined", receipts={"merchant": ["PAIEMENT REFUSE"]})
+    path = f"/api/payments/{payment['payment_id']}/receipts"
+    assert backend.get(path).body == {"merchant": "PAIEMENT REFUSE", "customer": None}
+
+
+def test_a_receipt_with_a_full_pan_is_refused_changes_nothing_and_is_not_logged(
+    backend: Backend, invoice: Invoice
+) -> None:
+    payment = start(backend, invoice)
+    backend.authorise(payment, VISA)
+    leaky = {"customer": [*TICKET[:6], VISA, *TICKET[7:]]}
+    assert_error(
+        backend.result(payment, "approved", receipts=leaky), 422, "receipt_contains_pan", "receipts"
+    )
+    assert backend.get(f"/api/payments/{payment['payment_id']}").body["status"] == "authorised"
+    assert backend.invoice(invoice.number)["status"] == "unpaid"
+    assert_error(
+        backend.get(f"/api/payments/{payment['payment_id']}/receipts"), 404, "receipt_not_found"
+    )
+    assert backend.result(payment, "approved", receipts={"customer": TICKET}).status == 200
+    assert backend.invoice(invoice.number)["status"] == "paid"
+    log = backend.server.format_request_log()
+    assert "************4242" in log  # the refused request is logged, masked
+    assert VISA not in log
+    assert not any(VISA in reply.text for reply in backend.replies)
+    assert VISA not in repr(backend.store)
+
+
+@pytest.mark.parametrize(
+    "receipts",
+    [
+        {},
+        ["PLOMBERIE DURAND"],
+        {"merchant": "PLOMBERIE DURAND"},
+        {"ticket": ["PLOMBERIE DURAND"]},
+        {"customer": ["x" * 49]},
+        {"customer": ["x"] * 41},
+        {"customer": [None]},
+    ],
+)
+def test_receipts_shape_is_checked(backend: Backend, invoice: Invoice, receipts: object) -> None:
+    payment = start(backend, invoice)
+    backend.authorise(payment, VISA)
+    assert_error(
+        backend.result(payment, "approved", receipts=receipts), 422, "invalid_field", "receipts"
+    )
+    assert backend.invoice(invoice.number)["status"] == "unpaid"
+    assert backend.result(payment, "approved", receipts=None).status == 200

@@ -6,11 +6,19 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness.backend import BackendError, BackendStore, Processor
-from harness.backend.processor import AuthorisationRequest
-from harness.backend.store import BillingSettings, Invoice, Merchant, Payment
+from harness.backend.processor import AuthorisationRequest, CardState, IssuerCard
+from harness.backend.store import (
+    BillingSettings,
+    Invoice,
+    Merchant,
+    Payment,
+    Receipts,
+    pan_like_spans,
+    redact_pans,
+)
 
 if TYPE_CHECKING:
-    from tests.harness.backend.conftest import SealCard
+    from tests.harness.backend.conftest import MakeProcessor, SealCard
 
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 DAY = NOW.date()
@@ -228,3 +236,457 @@ def test_store_keeps_no_pan(processor: Processor, seal_for: SealCard) -> None:
         assert payment.masked_pan == "************" + pan[-4:]
         assert pan not in repr(store)
         assert pan not in repr(vars(store))
+
+
+# -- the issuer's memory: PSD2 counters and the online PIN try counter --------------------------
+
+CB_VISA = "4000002500001001"
+ONLINE_PIN = "4001000360000005"
+
+
+def pay(
+    store: BackendStore,
+    processor: Processor,
+    seal_for: SealCard,
+    pan: str,
+    amount_cents: int,
+    *,
+    entry_mode: str = "contactless",
+    cvm: str = "none",
+    pin: str | None = None,
+    terminal: str = "approved",
+) -> Payment:
+    """One payment of a fresh invoice as the terminal runs it: authorisation, then the
+    terminal's result (``terminal`` if the issuer approved, ``declined`` otherwise)."""
+    invoice = new_invoice(store, amount_cents)
+    payment = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    transaction = str(payment.transaction_id)
+    request = AuthorisationRequest(
+        transaction_id=transaction,
+        amount_cents=amount_cents,
+        currency="EUR",
+        entry_mode=entry_mode,
+        brand="CB",
+        card_data=seal_for(pan, transaction, amount_cents, pin=pin),
+        cvm=cvm,
+    )
+    _, decision = store.authorise(payment.id, request, processor, NOW)
+    result = terminal if decision.approved else "declined"
+    store.record_result(payment.id, transaction, result, NOW)  # type: ignore[arg-type]
+    return payment
+
+
+def test_psd2_counters_move_on_capture_only(
+    make_processor: MakeProcessor, seal_for: SealCard
+) -> None:
+    # A bank with a lower ceiling than the regulation's: 3 contactless payments without PIN.
+    card = IssuerCard("cb", CB_VISA, "VISA", "2029-12", "00", psd2_max_consecutive=3)
+    processor, store = make_processor(card), new_store()
+
+    def tap(amount: int = 1000, **options: str) -> str:
+        payment = pay(store, processor, seal_for, CB_VISA, amount, **options)
+        return f"{payment.response_code} {payment.status}"
+
+    assert [tap(), tap()] == ["00 captured", "00 captured"]
+    assert store.card_states["cb"] == CardState(3, 2, 2000)
+    assert tap(terminal="aborted") == "00 reversed"  # approved, then cancelled on the terminal
+    assert store.card_states["cb"] == CardState(3, 2, 2000)  # a reversal does not count
+    assert tap() == "00 captured"  # the third one without PIN
+    assert tap() == "1A declined"  # the fourth asks for the PIN
+    assert tap(cvm="cdcvm") == "00 captured"  # verified by a phone: outside the counters...
+    assert tap() == "1A declined"  # ...which it does not reset either
+    assert tap(entry_mode="chip", cvm="offline_pin", terminal="aborted") == "00 reversed"
+    assert tap() == "1A declined"  # a PIN payment that was reversed resets nothing
+    assert store.card_states["cb"] == CardState(3, 3, 3000)
+    assert tap(4800, entry_mode="chip", cvm="offline_pin") == "00 captured"  # the SCA retry
+    assert store.card_states["cb"] == CardState(3, 0, 0)
+    assert tap() == "00 captured"
+    assert store.card_states["cb"] == CardState(3, 1, 1000)
+    assert store.check_invariants() == []
+
+
+def test_psd2_cumulative_amount_since_the_last_pin(
+    make_processor: MakeProcessor, seal_for: SealCard
+) -> None:
+    card = IssuerCard("cb", CB_VISA, "VISA", "2029-12", "00", psd2_max_cumulative_cents=10000)
+    processor, store = make_processor(card), new_store()
+    for amount in (4500, 4500):
+        assert pay(store, processor, seal_for, CB_VISA, amount).status == "captured"
+    assert pay(store, processor, seal_for, CB_VISA, 1001).response_code == "1A"
+    assert pay(store, processor, seal_for, CB_VISA, 1000).response_code == "00"  # 100,00 €
+    assert store.card_states["cb"] == CardState(3, 3, 10000)
+    assert pay(store, processor, seal_for, CB_VISA, 1).response_code == "1A"
+
+
+def test_online_pin_tries_are_kept_across_payments_until_blocked(
+    make_processor: MakeProcessor, seal_for: SealCard
+) -> None:
+    card = IssuerCard("pin", ONLINE_PIN, "VISA", "2029-12", "00", pin="4242")
+    processor, store = make_processor(card), new_store()
+
+    def online(pin: str) -> tuple[str | None, int]:
+        payment = pay(store, processor, seal_for, ONLINE_PIN, 8000, cvm="online_pin", pin=pin)
+        return payment.response_code, store.card_states["pin"].pin_tries
+
+    assert online("0000") == ("55", 2)
+    assert online("4242") == ("00", 3)
+    assert [online("1111"), online("2222"), online("3333")] == [("55", 2), ("55", 1), ("75", 0)]
+    assert online("4242") == ("75", 0)
+    offline = pay(
+        store, processor, seal_for, ONLINE_PIN, 8000, entry_mode="chip", cvm="offline_pin"
+    )
+    assert offline.response_code == "75"
+    assert card.pin_tries == 3  # the issuer's counter lives in the store, not in the card record
+    invoices = [i for i in store.invoices.values() if i.attempts]
+    assert [i.attempts[0].response_code for i in invoices] == ["55", "55", "55", "75", "75", "75"]
+
+
+def test_a_refused_request_does_not_touch_the_pin_counter(
+    make_processor: MakeProcessor, seal_for: SealCard
+) -> None:
+    card = IssuerCard("pin", ONLINE_PIN, "VISA", "2029-12", "00", pin="4242")
+    processor, store = make_processor(card), new_store()
+    payment = pay(store, processor, seal_for, ONLINE_PIN, 8000, cvm="online_pin", pin="0000")
+    transaction = str(payment.transaction_id)
+    replay = AuthorisationRequest(
+        transaction, 8000, "EUR", "chip", "VISA", seal_for(ONLINE_PIN, transaction, 8000, pin="1")
+    )
+    with pytest.raises(BackendError, match="already_authorised"):
+        store.authorise(payment.id, replay, processor, NOW)
+    assert store.card_states["pin"].pin_tries == 2
+
+
+# -- partial payments -----------------------------------------------------------------------------
+
+
+def test_card_pays_exactly_what_the_cheque_left(processor: Processor, seal_for: SealCard) -> None:
+    store = new_store()
+    invoice = new_invoice(store, 18600)
+    store.record_offline_payment(invoice.number, 10000, "cheque", NOW)
+    assert (invoice.status, invoice.balance_due_cents) == ("partially_paid", 8600)
+    payment = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    assert payment.amount_cents == 8600
+    assert authorise(store, processor, seal_for, payment, VISA) == "00"
+    store.record_result(payment.id, str(payment.transaction_id), "approved", NOW)
+    assert (invoice.status, invoice.balance_due_cents) == ("paid", 0)
+    assert [(p.method, p.amount_cents) for p in invoice.payments] == [
+        ("cheque", 10000),
+        ("tpe", 8600),
+    ]
+    assert store.check_invariants() == []
+
+
+def test_no_cheque_while_card_money_is_held(processor: Processor, seal_for: SealCard) -> None:
+    store = new_store()
+    invoice = new_invoice(store)
+    payment = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    authorise(store, processor, seal_for, payment, VISA)
+    with pytest.raises(BackendError, match="payment_in_progress"):
+        store.record_offline_payment(invoice.number, 4250, "cheque", NOW)
+    assert store.check_invariants() == []
+
+
+# -- receipts -----------------------------------------------------------------------------------
+
+TICKET = (
+    "PLOMBERIE DURAND",
+    "LYON",
+    "LE 03/12/26 A 09:30:00",
+    "CB",
+    "A0000000421010",
+    "CONTRAT 1234567",
+    "************4242",
+    "DEBIT",
+    "SANS CONTACT",
+    "MONTANT = 42,50 EUR",
+    "AUTORISATION 123456",
+)
+
+
+def test_receipts_are_kept_with_the_result(processor: Processor, seal_for: SealCard) -> None:
+    store = new_store()
+    payment = store.start_tpe_payment(new_invoice(store).number, None, "SIM0001", NOW)
+    authorise(store, processor, seal_for, payment, VISA)
+    with pytest.raises(BackendError, match="receipt_not_found"):
+        store.receipts(payment.id)
+    receipts = Receipts(
+        merchant=(*TICKET, "TICKET COMMERCANT"), customer=(*TICKET, "TICKET CLIENT")
+    )
+    store.record_result(payment.id, str(payment.transaction_id), "approved", NOW, receipts=receipts)
+    kept = store.receipts(payment.id)
+    assert kept.text("customer") == "\n".join((*TICKET, "TICKET CLIENT"))
+    assert kept.text("merchant") == "\n".join((*TICKET, "TICKET COMMERCANT"))
+
+
+def test_a_repeated_result_may_bring_missing_receipts_but_not_other_ones(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    payment = store.start_tpe_payment(new_invoice(store).number, None, "SIM0001", NOW)
+    transaction = str(payment.transaction_id)
+    authorise(store, processor, seal_for, payment, VISA)
+    store.record_result(payment.id, transaction, "approved", NOW)
+    first = Receipts(customer=TICKET)
+    store.record_result(payment.id, transaction, "approved", NOW, receipts=first)
+    store.record_result(payment.id, transaction, "approved", NOW, receipts=first)
+    with pytest.raises(BackendError, match="result_conflict"):
+        store.record_result(payment.id, transaction, "approved", NOW, receipts=Receipts(TICKET))
+    assert store.receipts(payment.id) == first
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "4242424242424242",
+        "CARTE 4242424242424242",
+        "PAN:5555555555554444",
+        "4242 4242 4242 4242",
+        "3782-822463-10005",
+        "N4000002500001001",
+        "123456789012",  # 12 digits: as long as the shortest card numbers
+    ],
+)
+def test_receipt_with_a_full_card_number_is_refused(line: str) -> None:
+    with pytest.raises(BackendError, match="receipt_contains_pan") as error:
+        Receipts(customer=(*TICKET, line))
+    assert error.value.field == "receipts"
+    assert "4242424242424242" not in error.value.message
+    assert "ligne 12" in error.value.message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "A0000000031010",  # the AID, printed on every CB receipt
+        "AID A000000025010801",
+        "CRYPTOGRAMME 1A2B3C4D5E6F7081",
+        "************4242",
+        "424242******4242",
+        "12345678901",  # 11 digits
+        "TEL +33 4 72 00 00 00",
+        "0033 4 72 00 00 00",
+        "LE 03/12/2026 A 09:30:15",
+        "TRANSACTION T0a1b2c3d4e5f",
+        "MONTANT = 1 234,56 EUR",
+    ],
+)
+def test_receipt_lines_that_are_not_card_numbers_pass(line: str) -> None:
+    assert pan_like_spans(line) == []
+    Receipts(merchant=(line,))
+
+
+@pytest.mark.parametrize(
+    ("merchant", "customer"),
+    [
+        (("x" * 49,), None),  # wider than a receipt roll
+        (("x",) * 41, None),
+        (None, ("DEUX\nLIGNES",)),
+        (None, (42,)),
+    ],
+)
+def test_receipt_shape_is_checked(merchant: object, customer: object) -> None:
+    with pytest.raises(BackendError, match="invalid_field"):
+        Receipts(merchant=merchant, customer=customer)  # type: ignore[arg-type]
+
+
+def test_widest_and_longest_receipts_are_accepted() -> None:
+    Receipts(merchant=("x" * 48,) * 40)
+
+
+def test_logs_mask_card_numbers_but_the_last_four_digits() -> None:
+    text = '{"lines": ["4242 4242 4242 4242", "PAN 5555555555554444"], "aid": "A0000000031010"}'
+    assert redact_pans(text) == (
+        '{"lines": ["**** **** **** 4242", "PAN ************4444"], "aid": "A0000000031010"}'
+    )
+
+
+def test_logs_keep_zero_padded_emv_amounts() -> None:
+    text = '"emv": {"9F02": "000000004250", "9F03": "000000000000"}'
+    assert redact_pans(text) == text
+
+
+# -- invariants ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def busy_store(processor: Processor, seal_for: SealCard) -> BackendStore:
+    """A store after a paid, a partly paid, a declined, a reversed and a held payment."""
+    store = new_store()
+    outcomes: list[tuple[str, str | None, int | None]] = [
+        (VISA, "approved", None),
+        (VISA, "approved", 2000),
+        (REFUSED, "declined", None),
+    ]
+    outcomes += [(VISA, "aborted", None), (VISA, None, None)]
+    for pan, result, amount in outcomes:
+        invoice = new_invoice(store)
+        payment = store.start_tpe_payment(invoice.number, amount, "SIM0001", NOW)
+        authorise(store, processor, seal_for, payment, pan)
+        if result is not None:
+            store.record_result(payment.id, str(payment.transaction_id), result, NOW)  # type: ignore[arg-type]
+    store.record_offline_payment(new_invoice(store).number, 1000, "cheque", NOW)
+    return store
+
+
+def test_a_consistent_store_has_no_violation(busy_store: BackendStore) -> None:
+    assert busy_store.check_invariants() == []
+    assert {i.status for i in busy_store.invoices.values()} == {"paid", "partially_paid", "unpaid"}
+
+
+def test_seeded_store_has_no_violation(store: BackendStore) -> None:
+    assert {i.status for i in store.invoices.values()} == {"paid", "partially_paid", "unpaid"}
+    assert store.check_invariants() == []
+
+
+def test_invariants_catch_a_balance_that_does_not_add_up(busy_store: BackendStore) -> None:
+    invoice = busy_store.invoice("F-2026-0002")  # 42,50 € less a 20 € card payment
+    invoice.balance_due_cents -= 100
+    assert busy_store.check_invariants() == [
+        "invoice F-2026-0002: balance due 2150 cents, but amount 4250 - captured 2000 = 2250"
+    ]
+
+
+def test_invariants_catch_a_negative_balance(busy_store: BackendStore) -> None:
+    invoice = busy_store.invoice("F-2026-0001")
+    invoice.payments[0].amount_cents = 4300
+    invoice.balance_due_cents = -50
+    assert busy_store.check_invariants() == [
+        "invoice F-2026-0001: balance due is negative (-50 cents)"
+    ]
+
+
+def test_invariants_catch_a_capture_without_approval(busy_store: BackendStore) -> None:
+    captured = busy_store.invoice("F-2026-0001").payments[0]
+    captured.authorisation_code = None
+    captured.response_code = "05"
+    assert busy_store.check_invariants() == [
+        f"payment {captured.id}: captured card payment without an authorisation code",
+        f"payment {captured.id}: captured card payment with response code '05', not '00'",
+    ]
+
+
+def test_invariants_ignore_cheques_without_authorisation(busy_store: BackendStore) -> None:
+    cheque = busy_store.invoice("F-2026-0006").payments[0]
+    assert (cheque.method, cheque.status, cheque.authorisation_code) == ("cheque", "captured", None)
+    assert busy_store.check_invariants() == []
+
+
+def test_invariants_catch_money_held_on_a_paid_invoice(busy_store: BackendStore) -> None:
+    invoice = busy_store.invoice("F-2026-0005")
+    [held] = invoice.payments
+    assert held.status == "authorised"
+    cheque = Payment(
+        id="P-0099",
+        invoice_number=invoice.number,
+        method="cheque",
+        amount_cents=invoice.amount_cents,
+        currency="EUR",
+        status="captured",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    invoice.payments.append(cheque)  # a cheque slipped past the store's own checks
+    busy_store.payments[cheque.id] = cheque
+    invoice.balance_due_cents = 0
+    assert busy_store.check_invariants() == [
+        f"payment {held.id}: still authorised (money held) on invoice F-2026-0005, which is paid"
+    ]
+
+
+def test_invariants_catch_a_payment_missing_from_its_invoice(busy_store: BackendStore) -> None:
+    declined = busy_store.invoice("F-2026-0003").payments.pop()
+    assert busy_store.check_invariants() == [
+        f"payment {declined.id}: not listed on invoice F-2026-0003"
+    ]
+
+
+# -- the SCA retry: the same payment, card inserted and PIN typed -------------------------------
+
+
+@pytest.fixture
+def sca_card(make_processor: MakeProcessor) -> Processor:
+    return make_processor(
+        IssuerCard("cb", CB_VISA, "VISA", "2029-12", "00", psd2_max_consecutive=0)
+    )
+
+
+def request(
+    payment: Payment, seal_for: SealCard, entry_mode: str, cvm: str
+) -> AuthorisationRequest:
+    transaction = str(payment.transaction_id)
+    return AuthorisationRequest(
+        transaction,
+        payment.amount_cents,
+        "EUR",
+        entry_mode,
+        "CB",
+        seal_for(CB_VISA, transaction, payment.amount_cents),
+        cvm=cvm,
+    )
+
+
+def test_after_a_soft_decline_the_same_payment_goes_on_with_the_pin(
+    sca_card: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    invoice = new_invoice(store, 2990)
+    payment = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    tap = request(payment, seal_for, "contactless", "none")
+    assert store.authorise(payment.id, tap, sca_card, NOW)[1].response_code == "1A"
+    assert payment.status == "declined"
+    inserted = request(payment, seal_for, "chip", "offline_pin")
+    assert store.authorise(payment.id, inserted, sca_card, NOW)[1].response_code == "00"
+    assert (payment.status, payment.entry_mode, payment.cvm) == (
+        "authorised",
+        "chip",
+        "offline_pin",
+    )
+    with pytest.raises(BackendError, match="already_authorised"):
+        store.authorise(payment.id, inserted, sca_card, NOW)
+    store.record_result(payment.id, str(payment.transaction_id), "approved", NOW)
+    assert (invoice.status, payment.status) == ("paid", "captured")
+    assert [(a.payment_id, a.response_code) for a in invoice.attempts] == [(payment.id, "1A")]
+    assert store.card_states["cb"] == CardState(3, 0, 0)
+    assert store.check_invariants() == []
+
+
+def test_no_second_authorisation_after_a_hard_decline(
+    make_processor: MakeProcessor, seal_for: SealCard
+) -> None:
+    processor = make_processor(IssuerCard("cb", CB_VISA, "VISA", "2029-12", "05"))
+    store = new_store()
+    payment = store.start_tpe_payment(new_invoice(store).number, None, "SIM0001", NOW)
+    store.authorise(payment.id, request(payment, seal_for, "contactless", "none"), processor, NOW)
+    with pytest.raises(BackendError, match="already_authorised"):
+        store.authorise(
+            payment.id, request(payment, seal_for, "chip", "offline_pin"), processor, NOW
+        )
+
+
+def test_no_sca_retry_once_the_terminal_has_ended_the_payment(
+    sca_card: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    payment = store.start_tpe_payment(new_invoice(store).number, None, "SIM0001", NOW)
+    store.authorise(payment.id, request(payment, seal_for, "contactless", "none"), sca_card, NOW)
+    store.record_result(payment.id, str(payment.transaction_id), "declined", NOW)
+    with pytest.raises(BackendError, match="already_authorised"):
+        store.authorise(
+            payment.id, request(payment, seal_for, "chip", "offline_pin"), sca_card, NOW
+        )
+
+
+def test_no_sca_retry_once_a_newer_payment_replaced_it(
+    sca_card: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    invoice = new_invoice(store)
+    old = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    store.authorise(old.id, request(old, seal_for, "contactless", "none"), sca_card, NOW)
+    new = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    store.authorise(new.id, request(new, seal_for, "chip", "offline_pin"), sca_card, NOW)
+    with pytest.raises(BackendError, match="already_authorised"):
+        store.authorise(old.id, request(old, seal_for, "chip", "offline_pin"), sca_card, NOW)
+    store.record_result(new.id, str(new.transaction_id), "approved", NOW)
+    assert [p.status for p in invoice.payments] == ["declined", "captured"]
+    assert store.check_invariants() == []

@@ -26,7 +26,9 @@ def test_fixture_catalogue_loads_every_card() -> None:
     for key, entry in entries.items():
         assert catalogue[key].key == key
         assert catalogue[key].pan == entry["pan"]
-        assert catalogue[key].issuer_response_code == entry["issuer"]["response_code"]  # type: ignore[index]
+        issuer = entry.get("issuer") or {}
+        assert isinstance(issuer, dict)
+        assert catalogue[key].issuer_response_code == issuer.get("response_code", "00")
 
 
 def test_fixture_pans_pass_luhn_and_are_unique() -> None:
@@ -39,15 +41,15 @@ def test_by_pan() -> None:
     catalogue = Catalogue.load(CARDS_FILE)
     for key in catalogue:
         assert catalogue.by_pan(catalogue[key].pan) == catalogue[key]
-    assert catalogue.by_pan("4000000000000069") is None
+    assert catalogue.by_pan("4000000000000010") is None  # a valid Luhn PAN of no card
 
 
 def test_unknown_key_lists_the_known_ones() -> None:
     catalogue = Catalogue.from_text(CARDS_FILE.read_text(encoding="utf-8"))
     with pytest.raises(KeyError) as info:
-        catalogue["amex"]
+        catalogue["diners"]
     message = info.value.args[0]
-    assert "'amex'" in message
+    assert "'diners'" in message
     assert f"known: {', '.join(sorted(fixture_entries()))}" in message
 
 
@@ -90,3 +92,17 @@ def test_card_error_names_source_card_and_field(tmp_path: Path) -> None:
 def test_default_source_is_named() -> None:
     with pytest.raises(CatalogueError, match=r"^<text>: "):
         Catalogue.from_text("cards: 3")
+
+
+def test_two_cards_with_one_number_are_refused() -> None:
+    text = """
+cards:
+  a: {pan: "4242424242424242", expiry: "2029-12", brand: VISA,
+      applications: [{aid: "A0000000031010"}]}
+  b: {pan: "4242424242424242", expiry: "2024-01", brand: VISA,
+      applications: [{aid: "A0000000031010"}]}
+"""
+    with pytest.raises(
+        CatalogueError, match=r"^mine\.yaml: card 'b': field 'pan' is also card 'a'"
+    ):
+        Catalogue.from_text(text, source="mine.yaml")
