@@ -34,6 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--invoice", help="invoice number (default: the first unpaid ≤ 50 €)")
     demo.add_argument("--seed", type=int, help="Faker seed for customers and invoices")
     demo.add_argument(
+        "--insert",
+        action="store_true",
+        help="insert the card and type the PIN (automatic above the 50 EUR contactless ceiling)",
+    )
+    demo.add_argument("--pin", help="PIN the customer types (default: the card's own PIN)")
+    demo.add_argument(
         "--wait",
         type=_seconds,
         default=4.0,
@@ -100,14 +106,10 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
         number = found
     invoice = world.store.invoices.get(number)
     customer = world.store.customers.get(invoice.customer_id) if invoice else None
-    if invoice and invoice.balance_due_cents > CONTACTLESS_CEILING:
-        print(
-            f"tpe-sim: invoice {number} is due {format_amount(invoice.balance_due_cents)}, above "
-            "the 50 EUR contactless ceiling; chip and PIN is not simulated yet",
-            file=sys.stderr,
-        )
-        return 2
-    print("tpe-sim demo — paiement d'une facture par carte sans contact\n")
+    card = world.catalogue[args.card]
+    chip = args.insert or bool(invoice and invoice.balance_due_cents > CONTACTLESS_CEILING)
+    title = "carte insérée et code" if chip else "carte sans contact"
+    print(f"tpe-sim demo — paiement d'une facture par {title}\n")
     if invoice and customer:
         print(
             f"Facture {number} de {customer.name} : "
@@ -116,11 +118,17 @@ def _run_demo(world: World, args: argparse.Namespace) -> int:
         )
     world.associate()
     world.start_payment(number)
-    card = world.catalogue[args.card]
     print(f"[{world.loop_elapsed:7.3f} s]  (le client sort sa carte {card.brand} …)")
     world.wait(args.wait)
-    print(f"[{world.loop_elapsed:7.3f} s]  Le client approche sa carte du terminal")
-    world.tap(args.card)
+    if chip:
+        print(f"[{world.loop_elapsed:7.3f} s]  Le client insère sa carte dans le terminal")
+        world.insert(args.card)
+        if world.terminal.engine.state.value == "pin_entry":
+            print(f"[{world.loop_elapsed:7.3f} s]  Le client saisit son code")
+            world.enter_pin(args.pin or card.pin)
+    else:
+        print(f"[{world.loop_elapsed:7.3f} s]  Le client approche sa carte du terminal")
+        world.tap(args.card)
     outcome = world.finish_payment()
     if outcome.receipt:
         print("\n  ---- ticket client ----")

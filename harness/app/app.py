@@ -110,7 +110,9 @@ class InvoicingApp:
         except PhoneError as error:
             raise self._fail(error) from None
         self.link = link
-        self.show("paired", f"Terminal {found.name} appairé (code {self.phone.last_pairing_code})")
+        code = self.phone.last_pairing_code
+        how = f"code {code} confirmé" if code else "sans code : liaison non sécurisée"
+        self.show("paired", f"Terminal {found.name} appairé ({how})")
         await link.send(DiagnosisRequest())
         info = await self._reply_to(link, expect=DiagnosisResponse)
         self.terminal = AssociatedTerminal(

@@ -9,6 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.fixtures import fixtures_dir
+from harness.rig import World
 
 
 def test_demo_pays_an_invoice_and_prints_stages_and_receipt(
@@ -87,3 +88,22 @@ def test_demo_reports_a_broken_merchant_file_without_a_traceback(
     assert main(["demo"]) == 2
     err = capsys.readouterr().err
     assert "merchant.yaml: field 'customers' must be an int" in err
+
+
+def test_demo_above_the_contactless_ceiling_inserts_the_card_and_types_the_pin(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with World() as world:  # the seeded data, as the demo will see it
+        number = next(
+            i.number
+            for i in world.store.invoices.values()
+            if i.status == "unpaid" and i.balance_due_cents > 5000
+        )
+    assert main(["demo", "--invoice", number]) == 0
+    out = capsys.readouterr().out
+    assert "carte insérée et code" in out
+    assert "Le client saisit son code" in out
+    assert "SAISISSEZ VOTRE CODE" in out
+    assert "PUCE" in out
+    assert "CODE CONFIDENTIEL VERIFIE" in out
+    assert f"facture {number} : payée" in out

@@ -392,9 +392,7 @@ def test_sixth_contactless_payment_without_pin_is_soft_declined(
     assert processor.authorise(sixth, today=TODAY, card_states=after(4, 6000)).approved
     decision = processor.authorise(sixth, today=TODAY, card_states=after(5, 6000))
     assert decision.response_code == code
-    assert decision.message == (
-        "Authentification forte requise : insérez la carte et saisissez le code"
-    )
+    assert decision.message == ("Authentification forte requise : saisissez le code")
 
 
 def test_missing_funds_are_answered_before_sca_is_asked(

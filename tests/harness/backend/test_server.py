@@ -449,7 +449,7 @@ def test_sixth_tap_without_pin_is_soft_declined_until_a_pin_payment(
     sixth = backend.authorise(payment, pan)
     assert (sixth.body["response_code"], sixth.body["message"]) == (
         code,
-        "Authentification forte requise : insérez la carte et saisissez le code",
+        "Authentification forte requise : saisissez le code",
     )
     # The terminal asks for the card to be inserted and the PIN typed: the same transaction.
     inserted = backend.authorise(payment, pan, entry_mode="chip", cvm="offline_pin")
