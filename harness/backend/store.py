@@ -17,7 +17,7 @@ import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from harness.backend.processor import (
@@ -38,6 +38,10 @@ ReceiptCopy = Literal["merchant", "customer"]
 RECEIPT_COPIES: tuple[ReceiptCopy, ...] = ("merchant", "customer")
 RECEIPT_MAX_LINES = 40
 RECEIPT_MAX_WIDTH = 48
+
+
+#: How long an approval may wait for the terminal's confirmation before it lapses.
+AUTHORISATION_HOLD = timedelta(minutes=10)
 
 
 class BackendError(Exception):
@@ -401,6 +405,7 @@ class BackendStore:
             )
         amount = invoice.balance_due_cents if amount_cents is None else amount_cents
         _check_amount(amount, limit=invoice.balance_due_cents)
+        self._release_stale_holds(invoice, now)
         self._refuse_while_money_is_held(invoice)
         for other in invoice.payments:
             if other.status == "pending":
@@ -609,6 +614,16 @@ class BackendStore:
         self.payments[payment.id] = payment
         invoice.payments.append(payment)
         return payment
+
+    def _release_stale_holds(self, invoice: Invoice, now: datetime) -> None:
+        """An approval the terminal never confirmed (link lost, phone switched off) does not
+        block the invoice for ever: after :data:`AUTHORISATION_HOLD` it is reversed, as an
+        issuer lets an uncaptured authorisation lapse. A late confirmation is then refused."""
+        for other in invoice.payments:
+            if other.status == "authorised" and now - other.updated_at > AUTHORISATION_HOLD:
+                other.status = "reversed"
+                other.updated_at = now
+                self._record_attempt(invoice, other, now)
 
     @staticmethod
     def _refuse_while_money_is_held(invoice: Invoice) -> None:

@@ -8,6 +8,7 @@ import pytest
 from harness.backend import BackendError, BackendStore, Processor
 from harness.backend.processor import AuthorisationRequest, CardState, IssuerCard
 from harness.backend.store import (
+    AUTHORISATION_HOLD,
     BillingSettings,
     Invoice,
     Merchant,
@@ -689,4 +690,25 @@ def test_no_sca_retry_once_a_newer_payment_replaced_it(
         store.authorise(old.id, request(old, seal_for, "chip", "offline_pin"), sca_card, NOW)
     store.record_result(new.id, str(new.transaction_id), "approved", NOW)
     assert [p.status for p in invoice.payments] == ["declined", "captured"]
+    assert store.check_invariants() == []
+
+
+def test_an_approval_never_confirmed_lapses_and_frees_the_invoice(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    store = new_store()
+    invoice = new_invoice(store)
+    held = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    assert authorise(store, processor, seal_for, held, VISA) == "00"
+    # the terminal's word never comes (link lost after the approval)
+    with pytest.raises(BackendError, match="payment_in_progress"):
+        store.start_tpe_payment(invoice.number, None, "SIM0001", NOW + timedelta(minutes=9))
+    later = NOW + AUTHORISATION_HOLD + timedelta(seconds=1)
+    fresh = store.start_tpe_payment(invoice.number, None, "SIM0001", later)
+    assert held.status == "reversed"
+    assert [a.payment_id for a in invoice.attempts] == [held.id]
+    assert fresh.status == "pending"
+    with pytest.raises(BackendError, match="result_conflict"):  # too late to confirm it now
+        store.record_result(held.id, str(held.transaction_id), "approved", later)
+    assert invoice.balance_due_cents == invoice.amount_cents
     assert store.check_invariants() == []
