@@ -6,17 +6,20 @@ Fixtures are thin wrappers over :class:`harness.rig.World`, which scripts and th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.fixtures import fixtures_dir
+from harness.leaks import LogRecorder, pan_leaks
 from harness.rig import World, WorldConfig
 
-STEP_MODULES = ("harness.steps.paiement", "harness.steps.porteur")
+STEP_MODULES = ("harness.steps.paiement", "harness.steps.porteur", "harness.steps.empreinte")
 LOOPTIME_PLUGINS = ("looptime_plugin", "looptime_chronometers", "looptime_timeproxies")
 _WORLD_KEY = pytest.StashKey[World]()
+_LOGS_KEY = pytest.StashKey[LogRecorder]()
 _TIMINGS_KEY = pytest.StashKey[list[tuple[str, float, float]]]()
 
 
@@ -69,11 +72,22 @@ def world_config(request: pytest.FixtureRequest) -> WorldConfig:
 def world(request: pytest.FixtureRequest, world_config: WorldConfig) -> Iterator[World]:
     """A running world (terminal, phone, backend on one loop), closed after the test."""
     the_world = World(world_config)
+    recorder = LogRecorder()
+    request.node.stash[_LOGS_KEY] = recorder
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    product_loggers = [logging.getLogger(name) for name in ("harness", "simulator")]
+    levels = [logger.level for logger in product_loggers]
+    for logger in product_loggers:  # the product's own debug logs are scanned for PANs too
+        logger.setLevel(logging.DEBUG)
     the_world.open()
     request.node.stash[_WORLD_KEY] = the_world
     try:
         yield the_world
     finally:
+        root.removeHandler(recorder)
+        for logger, level in zip(product_loggers, levels, strict=True):
+            logger.setLevel(level)
         loop_s, wall_s = the_world.loop_elapsed, the_world.wall_elapsed
         the_world.close()
         request.node.user_properties.append(("loop_seconds", round(loop_s, 6)))
@@ -91,6 +105,9 @@ def pytest_bdd_after_scenario(
         return
     problems = the_world.store.check_invariants()
     assert not problems, "payment bookkeeping broken:\n" + "\n".join(problems)
+    recorder = request.node.stash.get(_LOGS_KEY, None)
+    leaks = pan_leaks(the_world, recorder.lines if recorder else ())
+    assert not leaks, "full card number written where it must not be:\n" + "\n".join(leaks)
 
 
 @pytest.hookimpl(wrapper=True)

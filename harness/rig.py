@@ -42,6 +42,7 @@ from bumble.transport.common import AsyncPipeSink
 from harness.app import (
     AppTimeouts,
     BackendClient,
+    CaptureOutcome,
     InvoicingApp,
     PaymentOutcome,
     PhoneError,
@@ -105,7 +106,8 @@ class World:
         )
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._payment: asyncio.Task[PaymentOutcome] | None = None
+        #: the app flow in progress (a payment or a card capture) started by the facade
+        self._payment: asyncio.Task[Any] | None = None
         self._cards: dict[str, VirtualCard] = {}
         self._loop_start = 0.0
         self._wall_start = 0.0
@@ -280,21 +282,39 @@ class World:
 
     def start_payment(self, invoice_number: str) -> None:
         """Trigger the card payment from the invoice; returns once the terminal asks for it."""
+        self._start_flow(self.app.pay_invoice(invoice_number))
+
+    def start_capture(self, customer_id: str) -> None:
+        """ "Prise d'empreinte via lecteur de cartes bancaires" from the customer record;
+        returns once the terminal asks for the card."""
+        self._start_flow(self.app.capture_card(customer_id))
+
+    def _start_flow(self, flow: Coroutine[Any, Any, Any]) -> None:
         if self._payment is not None and not self._payment.done():
+            flow.close()
             raise PhoneError(
                 "payment_in_progress", "Un paiement est déjà en cours sur le terminal."
             )
-        self._payment = self.spawn(self.app.pay_invoice(invoice_number))
-        payment = self._payment
+        self._payment = task = self.spawn(flow)
         self.run(
             self.wait_until(
-                lambda: payment.done() or self.terminal.engine.state.value == "waiting_for_card",
+                lambda: task.done() or self.terminal.engine.state.value == "waiting_for_card",
                 "the terminal to ask for the card",
                 self.config.app_timeouts.terminal_reply + 30.0,
             )
         )
-        if payment.done():
-            payment.result()  # raises what went wrong
+        if task.done():
+            task.result()  # raises what went wrong
+
+    def cancel_from_app(self) -> None:
+        """The technician presses "Annuler" in the app."""
+        self.run(self.app.cancel())
+        self._settle()
+
+    def press_red_key(self) -> None:
+        """Someone presses the terminal's red key."""
+        self.terminal.press_key("red")
+        self._settle()
 
     def tap(self, card_key: str, brand: str | None = None) -> None:
         """The customer taps the card on the terminal (choosing ``brand`` if co-badged)."""
@@ -347,10 +367,21 @@ class World:
 
     def finish_payment(self) -> PaymentOutcome:
         """Wait for the payment flow started by :meth:`start_payment` to end; its outcome."""
+        outcome = self._finish_flow()
+        if not isinstance(outcome, PaymentOutcome):
+            raise RuntimeError("the flow in progress is not a payment")
+        return outcome
+
+    def finish_capture(self) -> CaptureOutcome:
+        """Wait for the capture started by :meth:`start_capture` to end; its outcome."""
+        outcome = self._finish_flow()
+        if not isinstance(outcome, CaptureOutcome):
+            raise RuntimeError("the flow in progress is not a card capture")
+        return outcome
+
+    def _finish_flow(self) -> object:
         if self._payment is None:
-            raise RuntimeError("no payment was started")
-        payment = self._payment
-        self.run(
-            self.wait_until(payment.done, "the payment to end", self.config.app_timeouts.payment)
-        )
-        return payment.result()
+            raise RuntimeError("no payment or capture was started")
+        task = self._payment
+        self.run(self.wait_until(task.done, "the flow to end", self.config.app_timeouts.payment))
+        return task.result()

@@ -1,10 +1,12 @@
 """The virtual mobile app: phone (BLE central), backend client, user flows."""
 
 from harness.app.app import (
+    BUTTON_CARD_CAPTURE,
     BUTTON_PAY_BY_CARD,
     MENU_TERMINALS,
     AppTimeouts,
     AssociatedTerminal,
+    CaptureOutcome,
     InvoicingApp,
     PaymentOutcome,
 )
@@ -12,6 +14,7 @@ from harness.app.backend_client import BackendClient, BackendError, BackendUnrea
 from harness.app.phone import FoundTerminal, PhoneError, TerminalLink, VirtualPhone
 
 __all__ = [
+    "BUTTON_CARD_CAPTURE",
     "BUTTON_PAY_BY_CARD",
     "MENU_TERMINALS",
     "AppTimeouts",
@@ -19,6 +22,7 @@ __all__ = [
     "BackendClient",
     "BackendError",
     "BackendUnreachable",
+    "CaptureOutcome",
     "FoundTerminal",
     "InvoicingApp",
     "PaymentOutcome",

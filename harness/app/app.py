@@ -7,15 +7,18 @@ the demo read exactly what a technician would read on the phone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from harness.app.backend_client import BackendClient, BackendError, BackendUnreachable
 from harness.app.phone import PhoneError, TerminalLink, VirtualPhone
 from simulator.protocol.messages import (
+    AbortRequest,
     AuthorisationRequest,
     AuthorisationResponse,
+    CardAcquisitionRequest,
+    CardAcquisitionResponse,
     CommandAccepted,
     DiagnosisRequest,
     DiagnosisResponse,
@@ -30,10 +33,16 @@ from simulator.terminal import format_amount
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+F = TypeVar("F", PaymentResponse, CardAcquisitionResponse)
 
 MENU_TERMINALS = "Terminaux de Paiement (TPE)"
 MENU_BILLING = "Facturation"
 BUTTON_PAY_BY_CARD = "Déclencher un paiement par carte via le terminal"
+#: Customer record › Information tab › "Moyens de paiement" section.
+CUSTOMER_PAYMENT_METHODS = "Fiche client › Information › Moyens de paiement"
+BUTTON_ADD_PAYMENT_METHOD = "Ajouter un moyen de paiement"
+BUTTON_CARD_CAPTURE = "Prise d'empreinte via lecteur de cartes bancaires"
+BUTTON_PAY_WITH_SAVED_CARD = "Payer avec la carte enregistrée"
 
 #: (stage, French text) for every step of a flow: the demo prints them as they happen.
 StageListener = Callable[[str, str], None]
@@ -61,6 +70,18 @@ class PaymentOutcome:
     invoice: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class CaptureOutcome:
+    customer_id: str
+    result: str  # approved | declined | aborted
+    message: str
+    response_code: str | None = None
+    saved: bool = False
+    duplicate: bool = False
+    payment_method: dict[str, Any] | None = None
+    payment_methods: list[dict[str, Any]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class AssociatedTerminal:
     name: str
@@ -86,6 +107,7 @@ class InvoicingApp:
         self.listeners: list[StageListener] = []
         self._paying = False
         self._approval_relayed = False
+        self._current: tuple[TerminalLink, str] | None = None  # the transaction in progress
 
     def show(self, stage: str, text: str) -> None:
         """Display ``text`` to the user and tell the listeners which ``stage`` it is."""
@@ -137,6 +159,7 @@ class InvoicingApp:
             return await self._pay_invoice(number)
         finally:
             self._paying = False
+            self._current = None
 
     async def _pay_invoice(self, number: str) -> PaymentOutcome:
         self.show("menu", f"Menu › {MENU_BILLING} › facture {number}")
@@ -181,7 +204,14 @@ class InvoicingApp:
                 )
             )
             await self._reply_to(link, expect=CommandAccepted)
-            final = await self._run_payment(link, str(payment["payment_id"]), transaction_id)
+            payment_id = str(payment["payment_id"])
+            self._current = (link, transaction_id)
+            final = await self._relay(
+                link,
+                lambda body: self.backend.authorise(payment_id, body),
+                transaction_id,
+                PaymentResponse,
+            )
         except PhoneError as error:
             await self._payment_interrupted(str(payment["payment_id"]), transaction_id, error)
             raise
@@ -218,6 +248,106 @@ class InvoicingApp:
             self.show("failed", f"Paiement non abouti : {final.message}")
         return outcome
 
+    # ------------------------------------------------------------------ card capture
+    async def capture_card(self, customer_id: str) -> CaptureOutcome:
+        """Customer record › Information › Moyens de paiement › Ajouter un moyen de paiement ›
+        "Prise d'empreinte via lecteur de cartes bancaires": save a card, charge nothing."""
+        if self._paying:
+            raise self._fail(
+                PhoneError("payment_in_progress", "Un paiement est déjà en cours sur le terminal.")
+            )
+        self._paying = True
+        try:
+            return await self._capture_card(customer_id)
+        finally:
+            self._paying = False
+            self._current = None
+
+    async def _capture_card(self, customer_id: str) -> CaptureOutcome:
+        self.show("menu", f"{CUSTOMER_PAYMENT_METHODS} ({customer_id})")
+        try:
+            customer = await self.backend.customer(customer_id)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        self.show("button", f"{BUTTON_ADD_PAYMENT_METHOD} › {BUTTON_CARD_CAPTURE}")
+        if self.link is None or self.terminal is None:
+            self.show("association", "Aucun terminal associé : association en cours…")
+            await self.associate_terminal()
+        assert self.link is not None
+        assert self.terminal is not None
+        link = self.link
+        try:
+            capture = await self.backend.create_capture(customer_id, self.terminal.serial)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        capture_id = str(capture["capture_id"])
+        transaction_id = str(capture["transaction_id"])
+        self.show("capture_sent", f"Présentez la carte de {customer['name']} sur le terminal")
+        self._approval_relayed = False
+        try:
+            await link.send(
+                CardAcquisitionRequest(transaction_id=transaction_id, reference=customer_id)
+            )
+            await self._reply_to(link, expect=CommandAccepted)
+            self._current = (link, transaction_id)
+            final = await self._relay(
+                link,
+                lambda body: self.backend.verify_capture(capture_id, body),
+                transaction_id,
+                CardAcquisitionResponse,
+            )
+        except PhoneError as error:
+            if error.code == "link_lost":
+                self.link = None
+            try:  # no card was saved: close the capture at the backend
+                await self.backend.capture_result(capture_id, transaction_id, "aborted")
+            except BackendError as backend_error:
+                log.warning("could not close capture %s: %s", capture_id, backend_error)
+            if not self.screen or self.screen[-1] != error.message:
+                self._fail(error)
+            raise
+        try:
+            answer = await self.backend.capture_result(capture_id, transaction_id, final.result)
+            methods = await self.backend.payment_methods(customer_id)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        method = answer.get("payment_method")
+        outcome = CaptureOutcome(
+            customer_id=customer_id,
+            result=final.result,
+            message=str(answer.get("message") or final.message),
+            response_code=final.response_code,
+            saved=method is not None and not answer.get("duplicate"),
+            duplicate=bool(answer.get("duplicate")),
+            payment_method=method,
+            payment_methods=methods,
+        )
+        if method is not None:
+            expiry = f"{int(method['exp_month']):02d}/{int(method['exp_year']) % 100:02d}"
+            card = f"{method['brand']} •••• {method['last4']} ({expiry})"
+            self.show("card_saved", f"{outcome.message} {card}")
+        else:
+            self.show("failed", f"Carte non enregistrée : {final.message}")
+        return outcome
+
+    async def cancel(self) -> None:
+        """The technician's "Annuler" while the terminal waits for the card or the PIN."""
+        if self._current is None:
+            raise self._fail(PhoneError("nothing_to_cancel", "Aucune opération en cours."))
+        link, transaction_id = self._current
+        self.show("cancel", "Annulation demandée")
+        await link.send(AbortRequest(transaction_id=transaction_id))
+
+    async def pay_with_saved_card(self, number: str, payment_method_id: str) -> dict[str, Any]:
+        """Invoice › "Payer avec la carte enregistrée": the backend charges the saved card."""
+        self.show("button", f"{BUTTON_PAY_WITH_SAVED_CARD} (facture {number})")
+        try:
+            result = await self.backend.pay_with_token(number, payment_method_id)
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        self.show("token_payment", str(result.get("message", "")))
+        return result
+
     async def _payment_interrupted(
         self, payment_id: str, transaction_id: str, error: PhoneError
     ) -> None:
@@ -240,9 +370,13 @@ class InvoicingApp:
         except BackendError as backend_error:
             log.warning("could not close payment %s: %s", payment_id, backend_error)
 
-    async def _run_payment(
-        self, link: TerminalLink, payment_id: str, transaction_id: str
-    ) -> PaymentResponse:
+    async def _relay(
+        self,
+        link: TerminalLink,
+        submit: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        transaction_id: str,
+        final: type[F],
+    ) -> F:
         """Relay between terminal and processor until the terminal gives its final word."""
         while True:
             event = await link.next_event(self.timeouts.payment)
@@ -252,25 +386,32 @@ class InvoicingApp:
                 case AuthorisationRequest() if event.transaction_id == transaction_id:
                     # Once per card read: a soft decline (PSD2) brings a second one, chip and PIN.
                     self.show("card_read", f"Carte lue : {event.brand} {event.masked_pan}")
-                    answer = await self._authorise(payment_id, event)
+                    answer = await self._authorise(submit, event)
                     self._approval_relayed |= answer.response_code == "00"
                     await link.send(answer)
-                case PaymentResponse() if event.transaction_id == transaction_id:
-                    return event
                 case Error():
                     # e.g. the card was pulled out while the bank answered: the terminal
-                    # refuses the late answer and its PaymentResponse (aborted) settles it.
-                    log.info("terminal refused a command during payment: %s", event.code)
+                    # refuses the late answer and its final event (aborted) settles it.
+                    log.info("terminal refused a command: %s", event.code)
+                case _ if isinstance(event, final) and event.transaction_id == transaction_id:
+                    return event
                 case _:
-                    log.debug("ignored event during payment: %r", event)
+                    log.debug("ignored event: %r", event)
 
     async def _authorise(
-        self, payment_id: str, request: AuthorisationRequest
+        self,
+        submit: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        request: AuthorisationRequest,
     ) -> AuthorisationResponse:
-        self.show("authorisation", "Demande d'autorisation envoyée à la banque…")
+        verifying = request.amount == 0
+        self.show(
+            "authorisation",
+            "Vérification de la carte auprès de la banque…"
+            if verifying
+            else "Demande d'autorisation envoyée à la banque…",
+        )
         try:
-            decision = await self.backend.authorise(
-                payment_id,
+            decision = await submit(
                 {
                     "transaction_id": request.transaction_id,
                     "amount_cents": request.amount,
@@ -281,7 +422,7 @@ class InvoicingApp:
                     "card_data": request.card_data,
                     "emv": request.emv,
                     "cvm": request.cvm,
-                },
+                }
             )
         except BackendUnreachable:
             return AuthorisationResponse(

@@ -107,3 +107,49 @@ class BackendClient:
             "POST", "/api/terminals", {"serial": serial, "model": model, "firmware": firmware}
         )
         return result
+
+    # ------------------------------------------------------------------ card capture
+    async def customer(self, customer_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/api/customers/{quote(customer_id, safe='')}"
+        )
+        return result
+
+    async def create_capture(self, customer_id: str, terminal_serial: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/api/customers/{quote(customer_id, safe='')}/card-captures",
+            {"terminal_serial": terminal_serial},
+        )
+        return result
+
+    async def verify_capture(self, capture_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/api/card-captures/{quote(capture_id, safe='')}/verification", request
+        )
+        return result
+
+    async def capture_result(
+        self, capture_id: str, transaction_id: str, result: str
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.request(
+            "POST",
+            f"/api/card-captures/{quote(capture_id, safe='')}/result",
+            {"transaction_id": transaction_id, "result": result},
+        )
+        return answer
+
+    async def payment_methods(self, customer_id: str) -> list[dict[str, Any]]:
+        result: dict[str, Any] = await self.request(
+            "GET", f"/api/customers/{quote(customer_id, safe='')}/payment-methods"
+        )
+        methods: list[dict[str, Any]] = result["payment_methods"]
+        return methods
+
+    async def pay_with_token(self, number: str, payment_method_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            f"/api/invoices/{quote(number, safe='')}/token-payments",
+            {"payment_method_id": payment_method_id},
+        )
+        return result

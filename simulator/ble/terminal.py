@@ -188,11 +188,15 @@ class BleTerminal:
         self._after_engine()
 
     def press_key(self, key: str) -> None:
-        """``green`` or ``red``: confirms or refuses a pairing code on the terminal."""
+        """``green`` or ``red``: confirms or refuses a pairing code on the terminal; outside
+        pairing, the red key cancels the transaction waiting for a card or a PIN."""
         if key not in ("green", "red"):
             raise ValueError(f"unknown key {key!r}: the terminal has 'green' and 'red'")
         if self._pending_code is not None and not self._pending_code.done():
             self._pending_code.set_result(key == "green")
+        elif key == "red":
+            self.engine.press_red_key(self._now())
+            self._after_engine()
 
     @property
     def awaiting_code_confirmation(self) -> bool:

@@ -60,6 +60,15 @@ class PaymentRequest(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CardAcquisitionRequest(Command):
+    """Read a card with no amount to save it on a customer record (nexo CardAcquisition).
+    ``reference`` names the customer record."""
+
+    transaction_id: str
+    reference: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuthorisationResponse(Command):
     """The processor's answer to an :class:`AuthorisationRequest`, relayed by the phone."""
 
@@ -159,6 +168,20 @@ class PaymentResponse(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CardAcquisitionResponse(Event):
+    """The outcome of a card acquisition: the card was verified (approved) or not. Only the
+    masked PAN and brand reach the phone; the processor keeps the rest."""
+
+    transaction_id: str
+    result: Literal["approved", "declined", "aborted"]
+    response_code: str | None = None
+    brand: str | None = None
+    masked_pan: str | None = None
+    entry_mode: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class TransactionStatusResponse(Event):
     """What the terminal knows of a transaction: ``state`` is a terminal state name or
     ``unknown``; ``result`` is set once the transaction ended."""
@@ -185,6 +208,7 @@ COMMANDS: dict[str, type[Command]] = {
     cls.__name__: cls
     for cls in (
         PaymentRequest,
+        CardAcquisitionRequest,
         AuthorisationResponse,
         AbortRequest,
         TransactionStatusRequest,
@@ -199,6 +223,7 @@ EVENTS: dict[str, type[Event]] = {
         DisplayUpdate,
         AuthorisationRequest,
         PaymentResponse,
+        CardAcquisitionResponse,
         TransactionStatusResponse,
         DiagnosisResponse,
     )

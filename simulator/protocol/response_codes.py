@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 APPROVED = "00"
+#: The issuer's answer to a zero-amount account verification when it has no reason to decline
+#: (a card capture, "prise d'empreinte"): the card may be saved, nothing was charged.
+ACCOUNT_VERIFIED = "85"
 
 RESPONSE_MESSAGES: Mapping[str, str] = {
     "00": "Paiement accepté",
@@ -26,6 +29,7 @@ RESPONSE_MESSAGES: Mapping[str, str] = {
     "1A": "Authentification forte requise : saisissez le code",
     "70": "Code confidentiel requis",
     "75": "Nombre d'essais du code confidentiel dépassé",
+    "85": "Carte vérifiée",
     "91": "Banque indisponible, réessayez",
     "96": "Erreur système",
 }

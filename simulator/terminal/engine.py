@@ -41,6 +41,8 @@ from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
     AuthorisationResponse,
+    CardAcquisitionRequest,
+    CardAcquisitionResponse,
     Command,
     CommandAccepted,
     Cvm,
@@ -82,6 +84,10 @@ CVM_RECEIPT_LINES = {
     "cdcvm": "VERIFIE PAR LE TELEPHONE",
 }
 RECEIPT_WIDTH = 24
+CAPTURE_HEADER = "ENREGISTREMENT CARTE"
+#: Answers that verify a card with no amount: 85 (no reason to decline), or 00 from issuers
+#: that approve verifications outright.
+VERIFICATION_APPROVALS = ("85", "00")
 COUNTRY_FRANCE = "0250"
 
 
@@ -156,6 +162,12 @@ class Transaction:
     sca_required: bool = False
     card: VirtualCard | None = field(default=None, repr=False)
     card_read: CardRead | None = field(default=None, repr=False)
+    #: a payment, or a card acquisition with no amount ("prise d'empreinte")
+    kind: str = "payment"
+
+    @property
+    def is_capture(self) -> bool:
+        return self.kind == "capture"
 
     @property
     def card_in_reader(self) -> bool:
@@ -228,6 +240,8 @@ class TerminalEngine:
         match command:
             case PaymentRequest():
                 self._on_payment_request(command, now)
+            case CardAcquisitionRequest():
+                self._on_card_acquisition(command, now)
             case AuthorisationResponse():
                 self._on_authorisation_response(command, now, calendar)
             case AbortRequest():
@@ -288,7 +302,7 @@ class TerminalEngine:
             raise TerminalError(
                 f"the terminal is not waiting for a card (state {self.state.value})"
             )
-        amount = format_amount(txn.amount, txn.currency)
+        amount = self._header(txn)
         application = select_application(card, brand)
         if application is None:
             self._show(now, amount, "CARTE NON SUPPORTÉE", "AUTRE CARTE SVP")
@@ -298,7 +312,7 @@ class TerminalEngine:
                 txn.sca_required
                 or not card.profile.contactless
                 or (txn.amount > CONTACTLESS_CEILING and not card.profile.wallet)
-            )
+            )  # a capture has no amount: no ceiling
             if needs_chip:
                 self._show(now, amount, "INSÉREZ VOTRE CARTE")
                 return
@@ -333,6 +347,14 @@ class TerminalEngine:
             self._deadline = now + self.timeouts.pin_entry
             tries = verification.tries_left
             self._show(now, "CODE FAUX", f"ESSAIS RESTANTS : {tries}", "SAISISSEZ VOTRE CODE")
+
+    def press_red_key(self, now: float) -> None:
+        """The cardholder (or merchant) cancels on the terminal: nothing is charged. Once the
+        request has gone to the bank, the red key no longer stops it."""
+        txn = self.current
+        if txn is None or self.state not in (State.WAITING_FOR_CARD, State.PIN_ENTRY):
+            return  # nothing to cancel: the key does nothing, as on a real terminal
+        self._finish(txn, State.ABORTED, now, code=None, message="Annulée sur le terminal")
 
     def remove_card(self, now: float) -> None:
         """The cardholder pulls the inserted card out. Before the end, the payment aborts."""
@@ -377,9 +399,8 @@ class TerminalEngine:
         )
         txn.state = self.state = State.AUTHORISING
         self._deadline = now + self.timeouts.authorisation
-        self._show(
-            now, format_amount(txn.amount, txn.currency), "AUTORISATION", "VEUILLEZ PATIENTER"
-        )
+        step = "VÉRIFICATION" if txn.is_capture else "AUTORISATION"
+        self._show(now, self._header(txn), step, "VEUILLEZ PATIENTER")
         emv = dict(read.emv)
         emv["9F34"] = CVM_RESULTS[cvm]
         self._emit(
@@ -408,35 +429,53 @@ class TerminalEngine:
 
     # ---------------------------------------------------------------- command handlers
     def _on_payment_request(self, cmd: PaymentRequest, now: float) -> None:
-        if self.state not in (State.IDLE, *FINAL_STATES):  # a result on screen may be replaced
-            self._refuse(cmd, "busy", "Terminal occupé : une transaction est déjà en cours.")
-            return
         if cmd.currency not in CURRENCIES:
             self._refuse(cmd, "unsupported_currency", f"Devise non acceptée : {cmd.currency}.")
             return
         if not 0 < cmd.amount <= MAX_AMOUNT:
             self._refuse(cmd, "invalid_amount", "Montant invalide.")
             return
-        if not cmd.transaction_id.strip() or len(cmd.transaction_id) > MAX_ID_LENGTH:
-            self._refuse(cmd, "invalid_transaction_id", "Identifiant de transaction invalide.")
-            return
-        if len(cmd.reference) > MAX_ID_LENGTH:
-            self._refuse(cmd, "invalid_reference", "Référence de facture trop longue.")
-            return
-        if cmd.transaction_id in self.journal:
-            self._refuse(cmd, "duplicate_transaction", "Transaction déjà connue du terminal.")
-            return
         txn = Transaction(cmd.transaction_id, cmd.amount, cmd.currency, cmd.reference)
-        self.journal[txn.transaction_id] = txn
-        self.current = txn
-        self.state = State.WAITING_FOR_CARD
-        self._deadline = now + self.timeouts.card_presentation
-        self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
+        if not self._start(cmd, txn, now):
+            return
         amount = format_amount(cmd.amount, cmd.currency)
         if cmd.amount > CONTACTLESS_CEILING:
             self._show(now, amount, "INSÉREZ LA CARTE")
         else:
             self._show(now, amount, "PRÉSENTEZ OU", "INSÉREZ LA CARTE")
+
+    def _on_card_acquisition(self, cmd: CardAcquisitionRequest, now: float) -> None:
+        """Read a card with no amount, to save it on the customer record (nexo CardAcquisition)."""
+        txn = Transaction(cmd.transaction_id, 0, "EUR", cmd.reference, kind="capture")
+        if self._start(cmd, txn, now):
+            self._show(now, CAPTURE_HEADER, "PRÉSENTEZ OU", "INSÉREZ LA CARTE")
+
+    def _start(
+        self, cmd: PaymentRequest | CardAcquisitionRequest, txn: Transaction, now: float
+    ) -> bool:
+        """Checks common to every transaction; on success the terminal waits for the card."""
+        if self.state not in (State.IDLE, *FINAL_STATES):  # a result on screen may be replaced
+            self._refuse(cmd, "busy", "Terminal occupé : une transaction est déjà en cours.")
+            return False
+        if not cmd.transaction_id.strip() or len(cmd.transaction_id) > MAX_ID_LENGTH:
+            self._refuse(cmd, "invalid_transaction_id", "Identifiant de transaction invalide.")
+            return False
+        if len(cmd.reference) > MAX_ID_LENGTH:
+            self._refuse(cmd, "invalid_reference", "Référence trop longue.")
+            return False
+        if cmd.transaction_id in self.journal:
+            self._refuse(cmd, "duplicate_transaction", "Transaction déjà connue du terminal.")
+            return False
+        self.journal[txn.transaction_id] = txn
+        self.current = txn
+        self.state = State.WAITING_FOR_CARD
+        self._deadline = now + self.timeouts.card_presentation
+        self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
+        return True
+
+    def _header(self, txn: Transaction) -> str:
+        """The first line of a transaction's screens: its amount, or what a capture is."""
+        return CAPTURE_HEADER if txn.is_capture else format_amount(txn.amount, txn.currency)
 
     def _on_authorisation_response(
         self, cmd: AuthorisationResponse, now: float, calendar: dt.datetime
@@ -457,14 +496,18 @@ class TerminalEngine:
         code = cmd.response_code
         message = cmd.message or response_message(code)
         contactless_without_pin = txn.entry_mode is EntryMode.CONTACTLESS and txn.cvm == "none"
-        if code in SCA_SOFT_DECLINES and contactless_without_pin:
+        if txn.is_capture:
+            # Zero-amount account verification: 85 ("no reason to decline") saves the card.
+            verified = code in VERIFICATION_APPROVALS
+            state = State.APPROVED if verified else State.DECLINED
+            self._finish(txn, state, now, code=code, message=message)
+        elif code in SCA_SOFT_DECLINES and contactless_without_pin:
             # PSD2: the issuer wants the PIN. The same transaction goes on with chip and PIN.
             txn.sca_required = True
             txn.card = txn.card_read = None
             txn.state = self.state = State.WAITING_FOR_CARD
             self._deadline = now + self.timeouts.card_presentation
-            amount = format_amount(txn.amount, txn.currency)
-            self._show(now, amount, "CODE REQUIS", "INSÉREZ VOTRE CARTE")
+            self._show(now, self._header(txn), "CODE REQUIS", "INSÉREZ VOTRE CARTE")
         elif code == "00" and not AUTHORISATION_CODE.fullmatch(cmd.authorisation_code or ""):
             # An approval without a proper authorisation number cannot be printed or disputed.
             self._finish(txn, State.DECLINED, now, code="96", message=response_message("96"))
@@ -511,15 +554,29 @@ class TerminalEngine:
         txn.state = self.state = state
         txn.response_code = code
         txn.message = message
-        amount = format_amount(txn.amount, txn.currency)
         if state is State.APPROVED:
-            self._show(now, amount, "PAIEMENT ACCEPTÉ")
+            done = "CARTE ENREGISTRÉE" if txn.is_capture else "PAIEMENT ACCEPTÉ"
+            self._show(now, self._header(txn), done)
         else:
-            heading = "PAIEMENT REFUSÉ" if state is State.DECLINED else "TRANSACTION ANNULÉE"
+            refused = "CARTE REFUSÉE" if txn.is_capture else "PAIEMENT REFUSÉ"
+            heading = refused if state is State.DECLINED else "TRANSACTION ANNULÉE"
             reason = textwrap.wrap(message.upper(), SCREEN_WIDTH)[:3]
             self._show(now, heading, *(reason if reason != [heading] else []))
         self._deadline = now + self.timeouts.result_display
         result = {State.APPROVED: "approved", State.DECLINED: "declined"}.get(state, "aborted")
+        if txn.is_capture:
+            self._emit(
+                CardAcquisitionResponse(
+                    transaction_id=txn.transaction_id,
+                    result=result,  # type: ignore[arg-type]
+                    response_code=code,
+                    brand=txn.brand,
+                    masked_pan=txn.masked_pan,
+                    entry_mode=txn.entry_mode.value if txn.entry_mode else None,
+                    message=message,
+                )
+            )
+            return
         self._emit(
             PaymentResponse(
                 transaction_id=txn.transaction_id,

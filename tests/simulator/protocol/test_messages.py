@@ -23,6 +23,8 @@ from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
     AuthorisationResponse,
+    CardAcquisitionRequest,
+    CardAcquisitionResponse,
     CommandAccepted,
     DiagnosisRequest,
     DiagnosisResponse,
@@ -41,6 +43,17 @@ from simulator.protocol.messages import (
 SAMPLES: list[Message] = [
     PaymentRequest(
         id=3, transaction_id="T-0001", amount=4250, currency="EUR", reference="FA-2026-0042"
+    ),
+    CardAcquisitionRequest(id=4, transaction_id="T-0002", reference="C-0003"),
+    CardAcquisitionResponse(
+        id=5,
+        transaction_id="T-0002",
+        result="approved",
+        response_code="85",
+        brand="CB",
+        masked_pan="************1001",
+        entry_mode="contactless",
+        message="Carte vérifiée",
     ),
     AuthorisationResponse(
         id=4,

@@ -22,6 +22,7 @@ EXPECTED = {
     "1A": "Authentification forte requise : saisissez le code",
     "70": "Code confidentiel requis",
     "75": "Nombre d'essais du code confidentiel dépassé",
+    "85": "Carte vérifiée",
     "91": "Banque indisponible, réessayez",
     "96": "Erreur système",
 }
