@@ -23,8 +23,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
-	$(BIN)/pytest
+unit: $(STAMP)  ## the test suite; JUnit XML and Cucumber JSON reports for CI under reports/
+	mkdir -p reports && $(BIN)/pytest --junitxml=reports/junit.xml --cucumberjson=reports/cucumber.json
 
 test: lint typecheck unit  ## lint, type check and the whole test suite
 

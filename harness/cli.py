@@ -48,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument(
         "--realtime", action="store_true", help="run on the wall clock instead of virtual time"
     )
+    steps = commands.add_parser(
+        "steps",
+        help="list the Gherkin step phrases of the step library, with parameters and English",
+    )
+    steps.add_argument(
+        "--markdown", action="store_true", help="print the Markdown of docs/steps.md instead"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -55,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "demo":
         return demo_command(args)
+    if args.command == "steps":
+        return steps_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -63,6 +72,14 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
     return value
+
+
+def steps_command(args: argparse.Namespace) -> int:
+    from harness.steps.catalogue import collect_steps, render_markdown, render_table
+
+    steps = collect_steps()
+    sys.stdout.write(render_markdown(steps) if args.markdown else render_table(steps))
+    return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:

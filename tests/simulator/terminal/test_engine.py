@@ -19,6 +19,8 @@ from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
     AuthorisationResponse,
+    CardAcquisitionRequest,
+    CardAcquisitionResponse,
     Command,
     CommandAccepted,
     DiagnosisRequest,
@@ -888,6 +890,14 @@ TERMINAL_TEXTS = {
     # a decline's reason, wrapped to the screen's width (here code 05)
     "PAIEMENT REFUSÉ PAR",
     "LA BANQUE",
+    # card capture
+    "ENREGISTREMENT CARTE",
+    "VÉRIFICATION",
+    "CARTE ENREGISTRÉE",
+    "CARTE REFUSÉE",
+    "CARTE EXPIRÉE",
+    "ANNULÉE SUR LE",
+    "TERMINAL",
 }
 
 
@@ -927,8 +937,19 @@ def _screens_of_every_flow() -> set[str]:
             r.engine.show_pairing_code("123456", T0)
             r.engine.pairing_ended(T0, success)
 
+    def captures(r: Rig) -> None:
+        capture(r, "T-C1")
+        r.tap(card("visa"), T0 + 1)
+        r.answer("85", T0 + 2, txn="T-C1")
+        capture(r, "T-C2", T0 + 3)
+        r.tap(card("expiree"), T0 + 4)
+        r.answer("54", T0 + 5, txn="T-C2")
+        capture(r, "T-C3", T0 + 6)
+        r.engine.press_red_key(T0 + 7)
+
     seen: set[str] = set()
-    for flow in (approved, declined, unsupported, chip_wrong_pin, soft_decline, removed, pairing):
+    flows = (approved, declined, unsupported, chip_wrong_pin, soft_decline, removed, pairing)
+    for flow in (*flows, captures):
         rig = Rig()
         flow(rig)
         for shot in rig.engine.screen.history:
@@ -962,3 +983,54 @@ def test_an_approval_with_a_malformed_authorisation_number_is_not_an_approval(
     response = only(rig.answer("00", T0 + 2, auth_code), PaymentResponse)
     assert (response.result, response.response_code) == ("declined", "96")
     assert response.receipt == []
+
+
+# ------------------------------------------------------------------------------ card capture
+def capture(rig: Rig, txn: str = "T-CAP", now: float = T0) -> list[Event]:
+    request = CardAcquisitionRequest(id=rig.take_id(), transaction_id=txn, reference="C-0001")
+    return rig.command(request, now)
+
+
+def test_a_capture_reads_the_card_with_no_amount_and_saves_on_85(rig: Rig) -> None:
+    assert isinstance(capture(rig)[0], CommandAccepted)
+    assert rig.engine.screen.lines == ("ENREGISTREMENT CARTE", "PRÉSENTEZ OU", "INSÉREZ LA CARTE")
+    request = only(rig.tap(card("visa"), T0 + 1), AuthorisationRequest)
+    assert (request.amount, request.emv["9F02"], request.cvm) == (0, "000000000000", "none")
+    response = only(
+        rig.answer("85", T0 + 2, message="Carte vérifiée", txn="T-CAP"), CardAcquisitionResponse
+    )
+    assert (response.result, response.response_code) == ("approved", "85")
+    assert (response.brand, response.masked_pan) == ("VISA", "************4242")
+    assert rig.engine.screen.text == "ENREGISTREMENT CARTE\nCARTE ENREGISTRÉE"
+    shown = {line for shot in rig.engine.screen.history for line in shot.lines}
+    assert not [line for line in shown if re.search(r"\d,\d\d EUR", line)]
+
+
+def test_a_capture_above_the_contactless_ceiling_does_not_exist(rig: Rig) -> None:
+    capture(rig)
+    only(rig.tap(card("visa"), T0 + 1), AuthorisationRequest)  # no amount: no ceiling
+
+
+def test_a_refused_verification_saves_nothing(rig: Rig) -> None:
+    capture(rig)
+    rig.tap(card("expiree"), T0 + 1)
+    response = only(rig.answer("54", T0 + 2, txn="T-CAP"), CardAcquisitionResponse)
+    assert (response.result, response.message) == ("declined", "Carte expirée")
+    assert rig.engine.screen.lines == ("CARTE REFUSÉE", "CARTE EXPIRÉE")
+
+
+def test_the_red_key_cancels_while_waiting_and_does_nothing_when_idle(rig: Rig) -> None:
+    rig.engine.press_red_key(T0)
+    assert rig.engine.drain_events() == []
+    capture(rig)
+    rig.engine.press_red_key(T0 + 1)
+    response = only(rig.engine.drain_events(), CardAcquisitionResponse)
+    assert (response.result, response.message) == ("aborted", "Annulée sur le terminal")
+
+
+def test_the_red_key_cannot_stop_a_request_already_at_the_bank(rig: Rig) -> None:
+    rig.pay(2000)
+    rig.tap(card("visa"), T0 + 1)
+    rig.engine.press_red_key(T0 + 2)
+    assert rig.engine.drain_events() == []
+    assert rig.state() is State.AUTHORISING
