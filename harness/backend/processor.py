@@ -52,10 +52,33 @@ Decision rules, in this order (the first that applies answers):
    The terminal then goes on with the same transaction, card inserted and PIN typed: the store
    accepts a second authorisation request for it;
 8. otherwise the issuer's own answer for the card (``response_code``).
+
+Two more ways to ask the issuer, both for cards saved on a customer record ("prise
+d'empreinte"):
+
+* :meth:`Processor.verify`, the **zero-amount account verification** the terminal runs to
+  capture a card without charging it (``amount_cents`` = 0). Rules, in this order: unknown PAN
+  → ``05``; lost ``41`` / stolen ``43``; expired ``54``; PIN blocked at the issuer (try counter
+  at 0, whatever the CVM) → ``75``; online PIN checked as for a payment (``55``/``75``, the
+  counter moves); the issuer's own answer when it is not ``00``; otherwise ``85`` (no reason to
+  decline). No cents rule, no limits, no PSD2 counters: nothing is charged. A verified card
+  comes back with what may be saved of it (:class:`VerifiedCard`: the brand the terminal
+  routed to, as a payment records it, the last 4 digits, the expiry in the issuer's records
+  and a keyed fingerprint of the PAN), never the PAN.
+* :meth:`Processor.charge_on_file`, a **merchant-initiated payment with a saved card**: the
+  card is named by its catalogue key (``card_ref``), there is no card data, no terminal and no
+  cardholder (entry mode ``credential_on_file``, CVM ``none``). The payment rules above apply
+  but for the PIN (there is none) and PSD2 (a merchant-initiated transaction is outside SCA):
+  status, expiry, cents rule, limits, the issuer's answer. An unknown ``card_ref`` → ``05``.
+
+The card fingerprint is HMAC-SHA256 of the PAN under a key the caller (the backend) holds:
+the same card gives the same fingerprint under one key, and without the key the fingerprint
+cannot be matched against the few million PANs a known BIN and last 4 digits leave.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -70,7 +93,7 @@ from simulator.protocol.carddata import (
     mask_pan,
     open_sealed,
 )
-from simulator.protocol.response_codes import APPROVED, response_message
+from simulator.protocol.response_codes import ACCOUNT_VERIFIED, APPROVED, response_message
 
 UNKNOWN_CARD = "05"
 LOST_CARD = "41"
@@ -82,6 +105,8 @@ EXCEEDS_LIMIT = "61"
 INSUFFICIENT_FUNDS = "51"
 SCA_REQUIRED_MASTERCARD = "65"
 SCA_REQUIRED_VISA = "1A"
+#: How a payment with a saved card reaches the issuer: no card, no terminal, no cardholder.
+CREDENTIAL_ON_FILE = "credential_on_file"
 #: Soft declines: the same payment may be authorised again, this time with the PIN.
 SCA_SOFT_DECLINES = (SCA_REQUIRED_VISA, SCA_REQUIRED_MASTERCARD)
 
@@ -190,13 +215,35 @@ class AuthorisationRequest:
 
 
 @dataclass(frozen=True)
+class VerifiedCard:
+    """What may be kept of a card the issuer verified (code ``85``): never its PAN."""
+
+    brand: str  # the brand the terminal routed to (CB for a co-badged French card by default)
+    last4: str
+    exp_month: int
+    exp_year: int
+    fingerprint: str  # card_fingerprint(key, PAN): the same card, the same fingerprint
+
+
+def card_fingerprint(key: bytes, pan: str) -> str:
+    """HMAC-SHA256 of the PAN under the backend's ``key``, in hex (64 characters).
+
+    Keyed so that it cannot be turned back into the PAN by hashing every candidate number.
+    """
+    if not key:
+        raise ValueError("a card fingerprint needs a non-empty key")
+    return hmac.new(key, pan.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
 class Decision:
     response_code: str
-    masked_pan: str
+    masked_pan: str  # "" when the issuer does not know the card_ref of a saved card
     card_ref: str | None = None  # the card's catalogue key; None for an unknown card
     card_state: CardState | None = None  # the issuer's memory of the card after this decision
     on_capture: CaptureEffect = "none"  # what capturing this payment does to the counters
     pin_tries_left: int | None = None  # after an online PIN check
+    verified_card: VerifiedCard | None = None  # only for a verification answered 85
 
     @property
     def approved(self) -> bool:
@@ -213,15 +260,15 @@ class Processor:
     def __init__(self, terminal_keys: Mapping[str, bytes], cards: Iterable[IssuerCard]) -> None:
         self._keys = dict(terminal_keys)
         self._cards: dict[str, IssuerCard] = {}
-        keys: set[str] = set()
+        self._by_key: dict[str, IssuerCard] = {}
         for card in cards:
-            if card.key in keys:
+            if card.key in self._by_key:
                 raise ValueError(f"two cards named {card.key!r}")
             if card.pan in self._cards:
                 raise ValueError(
                     f"cards {self._cards[card.pan].key!r} and {card.key!r} have the same PAN"
                 )
-            keys.add(card.key)
+            self._by_key[card.key] = card
             self._cards[card.pan] = card
 
     def __repr__(self) -> str:
@@ -246,7 +293,7 @@ class Processor:
         if card is None:
             return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
         state = (card_states or {}).get(card.key) or card.initial_state()
-        code, state = self._decide(card, state, request, data, today)
+        code, state = self._decide(card, state, request, data.pin, today)
         if request.cvm in PIN_CVMS:
             effect: CaptureEffect = "reset"
         elif _counts_towards_sca(card, request):
@@ -262,6 +309,87 @@ class Processor:
             pin_tries_left=state.pin_tries if request.cvm == "online_pin" else None,
         )
 
+    def verify(
+        self,
+        request: AuthorisationRequest,
+        *,
+        today: date,
+        fingerprint_key: bytes,
+        card_states: Mapping[str, CardState] | None = None,
+    ) -> Decision:
+        """The zero-amount account verification of a card capture: ``85`` or the refusal.
+
+        ``request.amount_cents`` must be 0 (:class:`ValueError` otherwise: the caller checks
+        it first). Raises :class:`CardDataError` if the blob does not open. A card answered
+        ``85`` comes back as :attr:`Decision.verified_card`, its fingerprint keyed with
+        ``fingerprint_key``.
+        """
+        if request.amount_cents != 0:
+            raise ValueError("an account verification is for a zero amount")
+        data = self._open(request)
+        masked = mask_pan(data.pan)
+        card = self._cards.get(data.pan)
+        if card is None:
+            return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
+        state = (card_states or {}).get(card.key) or card.initial_state()
+        code, state = self._decide_verification(card, state, request, data.pin, today)
+        verified = None
+        if code == ACCOUNT_VERIFIED:
+            year, month = (int(part) for part in card.expiry.split("-"))
+            verified = VerifiedCard(
+                brand=request.brand,
+                last4=card.pan[-4:],
+                exp_month=month,
+                exp_year=year,
+                fingerprint=card_fingerprint(fingerprint_key, card.pan),
+            )
+        return Decision(
+            response_code=code,
+            masked_pan=masked,
+            card_ref=card.key,
+            card_state=state,
+            pin_tries_left=state.pin_tries if request.cvm == "online_pin" else None,
+            verified_card=verified,
+        )
+
+    def charge_on_file(
+        self,
+        card_ref: str,
+        *,
+        transaction_id: str,
+        amount_cents: int,
+        currency: str,
+        brand: str,
+        today: date,
+        card_states: Mapping[str, CardState] | None = None,
+    ) -> Decision:
+        """A merchant-initiated payment with a saved card, named by its catalogue key.
+
+        The payment rules without PIN and without PSD2 (see the module's docstring). Capturing
+        it moves no PSD2 counter (:attr:`Decision.on_capture` is ``"none"``).
+        """
+        card = self._by_key.get(card_ref)
+        if card is None:
+            return Decision(response_code=UNKNOWN_CARD, masked_pan="")
+        request = AuthorisationRequest(
+            transaction_id=transaction_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            entry_mode=CREDENTIAL_ON_FILE,
+            brand=brand,
+            card_data=None,
+            cvm="none",
+        )
+        state = (card_states or {}).get(card.key) or card.initial_state()
+        code, state = self._decide(card, state, request, None, today)
+        return Decision(
+            response_code=code,
+            masked_pan=mask_pan(card.pan),
+            card_ref=card.key,
+            card_state=state,
+            on_capture="none",
+        )
+
     def _open(self, request: AuthorisationRequest) -> SensitiveCardData:
         key_id = key_id_of(request.card_data)
         key = self._keys.get(key_id)
@@ -275,7 +403,7 @@ class Processor:
         card: IssuerCard,
         state: CardState,
         request: AuthorisationRequest,
-        data: SensitiveCardData,
+        pin: str | None,
         today: date,
     ) -> tuple[str, CardState]:
         status_code = CARD_STATUSES[card.status]
@@ -287,12 +415,9 @@ class Processor:
         if request.cvm in PIN_CVMS and state.pin_tries == 0:
             return PIN_TRIES_EXCEEDED, state
         if request.cvm == "online_pin":
-            if not data.pin:
-                raise CardDataError("online PIN announced but card_data carries no PIN")
-            if not card.pin or not hmac.compare_digest(data.pin.encode(), card.pin.encode()):
-                state = replace(state, pin_tries=state.pin_tries - 1)
-                return (PIN_TRIES_EXCEEDED if state.pin_tries == 0 else INCORRECT_PIN), state
-            state = replace(state, pin_tries=PIN_TRY_LIMIT)
+            pin_code, state = _check_online_pin(card, state, pin)
+            if pin_code is not None:
+                return pin_code, state
 
         amount = request.amount_cents
         if card.cents_rule and (code := CENTS_RULE.get(amount % 100)) is not None:
@@ -309,6 +434,42 @@ class Processor:
             mastercard = request.brand.upper() == "MASTERCARD"
             return (SCA_REQUIRED_MASTERCARD if mastercard else SCA_REQUIRED_VISA), state
         return card.response_code, state
+
+    @staticmethod
+    def _decide_verification(
+        card: IssuerCard,
+        state: CardState,
+        request: AuthorisationRequest,
+        pin: str | None,
+        today: date,
+    ) -> tuple[str, CardState]:
+        status_code = CARD_STATUSES[card.status]
+        if status_code is not None:
+            return status_code, state
+        if card.expired_on(today):
+            return EXPIRED_CARD, state
+        if state.pin_tries == 0:  # a card whose PIN is blocked is not worth saving
+            return PIN_TRIES_EXCEEDED, state
+        if request.cvm == "online_pin":
+            pin_code, state = _check_online_pin(card, state, pin)
+            if pin_code is not None:
+                return pin_code, state
+        if card.response_code != APPROVED:
+            return card.response_code, state
+        return ACCOUNT_VERIFIED, state
+
+
+def _check_online_pin(
+    card: IssuerCard, state: CardState, pin: str | None
+) -> tuple[str | None, CardState]:
+    """The issuer's online PIN check: ``(None, reset state)`` when right, else the refusal
+    (``55``, or ``75`` at the third wrong PIN) with the counter one lower."""
+    if not pin:
+        raise CardDataError("online PIN announced but card_data carries no PIN")
+    if not card.pin or not hmac.compare_digest(pin.encode(), card.pin.encode()):
+        state = replace(state, pin_tries=state.pin_tries - 1)
+        return (PIN_TRIES_EXCEEDED if state.pin_tries == 0 else INCORRECT_PIN), state
+    return None, replace(state, pin_tries=PIN_TRY_LIMIT)
 
 
 def _counts_towards_sca(card: IssuerCard, request: AuthorisationRequest) -> bool:

@@ -9,6 +9,13 @@ unknown routes and unexpected exceptions, is answered as JSON::
 
 No card number leaves or stays: the processor answers with the masked PAN only, receipts that
 look like they hold a full PAN are refused, and the request log masks any PAN-like run.
+
+Cards saved on a customer record ("prise d'empreinte"): ``POST
+/api/customers/{id}/card-captures`` starts a capture, the terminal's zero-amount request goes
+to ``POST /api/card-captures/{id}/verification`` (answer ``85`` or the refusal), its final word
+to ``POST /api/card-captures/{id}/result`` (saves the card on 85 + approved). Saved cards are
+listed by ``GET /api/customers/{id}/payment-methods`` and pay an invoice with ``POST
+/api/invoices/{number}/token-payments``, no terminal involved.
 """
 
 from __future__ import annotations
@@ -32,16 +39,19 @@ from harness.backend.store import (
     TERMINAL_RESULTS,
     BackendError,
     BackendStore,
+    CardCapture,
     Customer,
     Invoice,
     Payment,
     Receipts,
+    SavedCard,
     Terminal,
     TerminalResult,
     invalid_field,
     redact_pans,
 )
 from simulator.protocol.carddata import CardDataError
+from simulator.protocol.response_codes import ACCOUNT_VERIFIED, response_message
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +63,13 @@ ERROR_STATUS: Mapping[str, int] = {
     "invoice_not_found": 404,
     "payment_not_found": 404,
     "receipt_not_found": 404,
+    "capture_not_found": 404,
+    "payment_method_not_found": 404,
     "method_not_allowed": 405,
     "already_authorised": 409,
+    "already_verified": 409,
+    "not_verified": 409,
+    "payment_method_not_for_customer": 409,
     "invoice_already_paid": 409,
     "not_authorised": 409,
     "payment_in_progress": 409,
@@ -69,6 +84,13 @@ ERROR_STATUS: Mapping[str, int] = {
     "internal_error": 500,
 }
 INVOICE_STATUSES = ("unpaid", "paid", "partially_paid")
+#: What the app shows once the terminal has given its final word on a card capture.
+CAPTURE_MESSAGES: Mapping[str, str] = {
+    "saved": "Carte enregistrée sur la fiche client.",
+    "duplicate": "Cette carte est déjà enregistrée pour ce client.",
+    "declined": "Carte non enregistrée : la prise d'empreinte a été refusée.",
+    "aborted": "Carte non enregistrée : la prise d'empreinte a été abandonnée.",
+}
 LOGGED_BODY_LIMIT = 2000
 
 
@@ -127,6 +149,12 @@ class BackendServer:
                 web.post("/api/payments/{payment_id}/authorisation", self.authorise_payment),
                 web.post("/api/payments/{payment_id}/result", self.record_result),
                 web.get("/api/payments/{payment_id}/receipts", self.get_receipts),
+                web.post("/api/customers/{customer_id}/card-captures", self.create_capture),
+                web.get("/api/card-captures/{capture_id}", self.get_capture),
+                web.post("/api/card-captures/{capture_id}/verification", self.verify_capture),
+                web.post("/api/card-captures/{capture_id}/result", self.record_capture_result),
+                web.get("/api/customers/{customer_id}/payment-methods", self.list_payment_methods),
+                web.post("/api/invoices/{number}/token-payments", self.create_token_payment),
             ]
         )
 
@@ -212,7 +240,10 @@ class BackendServer:
     async def get_customer(self, request: web.Request) -> web.Response:
         customer = self.store.customer(request.match_info["customer_id"])
         invoices = [i.number for i in self.store.invoices.values() if i.customer_id == customer.id]
-        return web.json_response({**customer_json(customer), "invoices": invoices})
+        methods = [saved_card_json(m) for m in self.store.customer_payment_methods(customer.id)]
+        return web.json_response(
+            {**customer_json(customer), "invoices": invoices, "payment_methods": methods}
+        )
 
     async def list_invoices(self, request: web.Request) -> web.Response:
         status = request.query.get("status")
@@ -260,27 +291,14 @@ class BackendServer:
     async def authorise_payment(self, request: web.Request) -> web.Response:
         payment = self.store.payment(request.match_info["payment_id"])
         body = await _json_object(request)
-        authorisation = AuthorisationRequest(
-            transaction_id=_text(body, "transaction_id"),
-            amount_cents=_integer(body, "amount_cents"),
-            currency=_text(body, "currency"),
-            entry_mode=_text(body, "entry_mode"),
-            brand=_text(body, "brand"),
-            card_data=_required(body, "card_data"),
-            emv=_emv(body),
-            cvm=_choice(body, "cvm", CVMS, default="none"),
-        )
+        authorisation = _authorisation_request(body)
         try:
             payment, decision = self.store.authorise(
                 payment.id, authorisation, self.processor, now=self._now()
             )
         except CardDataError as exc:
             logger.info("card data refused for %s: %s", payment.id, exc)
-            raise BackendError(
-                "card_data_invalid",
-                "Les données de carte sont illisibles ou ont été altérées.",
-                field="card_data",
-            ) from exc
+            raise _card_data_invalid() from exc
         return web.json_response(
             {
                 "transaction_id": payment.transaction_id,
@@ -312,6 +330,103 @@ class BackendServer:
     async def get_receipts(self, request: web.Request) -> web.Response:
         receipts = self.store.receipts(request.match_info["payment_id"])
         return web.json_response({copy: receipts.text(copy) for copy in RECEIPT_COPIES})
+
+    # -- cards saved on the customer record --------------------------------------------------
+
+    async def create_capture(self, request: web.Request) -> web.Response:
+        customer = self.store.customer(request.match_info["customer_id"])
+        body = await _json_object(request)
+        capture = self.store.start_card_capture(
+            customer.id, terminal_serial=_text(body, "terminal_serial"), now=self._now()
+        )
+        return web.json_response(
+            {
+                "capture_id": capture.id,
+                "transaction_id": capture.transaction_id,
+                "customer_id": capture.customer_id,
+                "status": capture.status,
+            },
+            status=201,
+        )
+
+    async def get_capture(self, request: web.Request) -> web.Response:
+        return web.json_response(capture_json(self.store.capture(request.match_info["capture_id"])))
+
+    async def verify_capture(self, request: web.Request) -> web.Response:
+        capture = self.store.capture(request.match_info["capture_id"])
+        body = await _json_object(request)
+        verification = _authorisation_request(body)
+        try:
+            capture, decision = self.store.verify_card(
+                capture.id, verification, self.processor, now=self._now()
+            )
+        except CardDataError as exc:
+            logger.info("card data refused for %s: %s", capture.id, exc)
+            raise _card_data_invalid() from exc
+        return web.json_response(
+            {
+                "transaction_id": capture.transaction_id,
+                "response_code": decision.response_code,
+                "approved": decision.response_code == ACCOUNT_VERIFIED,
+                "message": decision.message,
+            }
+        )
+
+    async def record_capture_result(self, request: web.Request) -> web.Response:
+        capture = self.store.capture(request.match_info["capture_id"])
+        body = await _json_object(request)
+        result = body.get("result")
+        if result not in TERMINAL_RESULTS:
+            raise invalid_field("result")
+        terminal_result: TerminalResult = result
+        capture = self.store.record_capture_result(
+            capture.id, _text(body, "transaction_id"), terminal_result, now=self._now()
+        )
+        method = (
+            None
+            if capture.payment_method_id is None
+            else self.store.payment_method(capture.payment_method_id)
+        )
+        if capture.status == "saved":
+            message = CAPTURE_MESSAGES["duplicate" if capture.duplicate else "saved"]
+        elif capture.response_code not in (None, ACCOUNT_VERIFIED):  # the bank's refusal
+            message = f"Carte non enregistrée : {response_message(capture.response_code)}."
+        else:
+            message = CAPTURE_MESSAGES[capture.status]
+        return web.json_response(
+            {
+                "capture": capture_json(capture),
+                "duplicate": capture.duplicate,
+                "payment_method": None if method is None else saved_card_json(method),
+                "message": message,
+            }
+        )
+
+    async def list_payment_methods(self, request: web.Request) -> web.Response:
+        methods = self.store.customer_payment_methods(request.match_info["customer_id"])
+        return web.json_response({"payment_methods": [saved_card_json(m) for m in methods]})
+
+    async def create_token_payment(self, request: web.Request) -> web.Response:
+        invoice = self.store.invoice(request.match_info["number"])
+        body = await _json_object(request)
+        payment, decision = self.store.charge_saved_card(
+            invoice.number,
+            _text(body, "payment_method_id"),
+            self.processor,
+            now=self._now(),
+            amount_cents=body.get("amount_cents"),  # checked by the store: invalid_amount
+        )
+        return web.json_response(
+            {
+                "payment": payment_json(payment),
+                "invoice": invoice_json(self.store, invoice),
+                "response_code": decision.response_code,
+                "approved": decision.approved,
+                "authorisation_code": payment.authorisation_code,
+                "message": decision.message,
+            },
+            status=201,
+        )
 
     # -- request log ---------------------------------------------------------------------------
 
@@ -381,6 +496,28 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BackendError("invalid_json", "Le corps de la requête doit être un objet JSON.")
     return body
+
+
+def _authorisation_request(body: Mapping[str, Any]) -> AuthorisationRequest:
+    """The terminal's authorisation request (a payment's, or a card capture's at 0)."""
+    return AuthorisationRequest(
+        transaction_id=_text(body, "transaction_id"),
+        amount_cents=_integer(body, "amount_cents"),
+        currency=_text(body, "currency"),
+        entry_mode=_text(body, "entry_mode"),
+        brand=_text(body, "brand"),
+        card_data=_required(body, "card_data"),
+        emv=_emv(body),
+        cvm=_choice(body, "cvm", CVMS, default="none"),
+    )
+
+
+def _card_data_invalid() -> BackendError:
+    return BackendError(
+        "card_data_invalid",
+        "Les données de carte sont illisibles ou ont été altérées.",
+        field="card_data",
+    )
 
 
 def _required(body: Mapping[str, Any], name: str) -> Any:
@@ -455,8 +592,42 @@ def payment_json(payment: Payment) -> dict[str, Any]:
         "authorisation_code": payment.authorisation_code,
         "cvm": payment.cvm,
         "terminal_result": payment.terminal_result,
+        "payment_method_id": payment.payment_method_id,
         "created_at": payment.created_at.isoformat(),
         "updated_at": payment.updated_at.isoformat(),
+    }
+
+
+def saved_card_json(method: SavedCard) -> dict[str, Any]:
+    """A saved card as the app shows it ("Visa •••• 4242, 12/29"): never the PAN, nor the
+    issuer's card reference."""
+    return {
+        "id": method.id,
+        "brand": method.brand,
+        "last4": method.last4,
+        "exp_month": method.exp_month,
+        "exp_year": method.exp_year,
+        "fingerprint": method.fingerprint,
+        "created_at": method.created_at.isoformat(),
+    }
+
+
+def capture_json(capture: CardCapture) -> dict[str, Any]:
+    return {
+        "id": capture.id,
+        "customer_id": capture.customer_id,
+        "transaction_id": capture.transaction_id,
+        "terminal_serial": capture.terminal_serial,
+        "status": capture.status,
+        "entry_mode": capture.entry_mode,
+        "brand": capture.brand,
+        "masked_pan": capture.masked_pan,
+        "cvm": capture.cvm,
+        "response_code": capture.response_code,
+        "terminal_result": capture.terminal_result,
+        "payment_method_id": capture.payment_method_id,
+        "created_at": capture.created_at.isoformat(),
+        "updated_at": capture.updated_at.isoformat(),
     }
 
 

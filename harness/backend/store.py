@@ -9,10 +9,22 @@ The store also keeps the issuer's memory of each card (:class:`CardState`: onlin
 PSD2 contactless counters) under the card's catalogue key, never its PAN. The processor decides
 with it; the store records the new state at authorisation and moves the PSD2 counters only when
 the payment is captured, so a reversed payment never counts.
+
+Cards saved on a customer record ("prise d'empreinte", :class:`CardCapture`): the terminal
+runs a zero-amount account verification; only the issuer's ``85`` followed by the terminal's
+approval saves a :class:`SavedCard` (an opaque ``pm_…`` id, brand, last 4 digits, expiry, a
+keyed fingerprint of the PAN and the issuer's catalogue key, never the PAN). A customer keeps
+one saved card per fingerprint. A saved card then pays an invoice without any terminal
+(:meth:`BackendStore.charge_saved_card`, a merchant-initiated payment).
+
+The fingerprint key is the backend's secret, given to the store or, by default, derived from
+its seed (:func:`default_fingerprint_key`): a simulator's test secret, deterministic so that
+one seed gives one history, that a real backend would keep in a secrets store instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import Mapping
@@ -21,19 +33,25 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from harness.backend.processor import (
+    CREDENTIAL_ON_FILE,
     SCA_SOFT_DECLINES,
     AuthorisationRequest,
     CaptureEffect,
     CardState,
     Decision,
     Processor,
+    VerifiedCard,
 )
+from simulator.protocol.response_codes import ACCOUNT_VERIFIED
 
 InvoiceStatus = Literal["unpaid", "paid", "partially_paid"]
-PaymentMethod = Literal["tpe", "transfer", "cheque"]
+PaymentMethod = Literal["tpe", "transfer", "cheque", "card_on_file"]
+#: Card payments, which need the issuer's approval ("00") and an authorisation code.
+CARD_METHODS: tuple[PaymentMethod, ...] = ("tpe", "card_on_file")
 PaymentStatus = Literal["pending", "authorised", "declined", "aborted", "captured", "reversed"]
 TerminalResult = Literal["approved", "declined", "aborted"]
 TERMINAL_RESULTS: tuple[TerminalResult, ...] = ("approved", "declined", "aborted")
+CaptureStatus = Literal["pending", "verified", "refused", "saved", "declined", "aborted"]
 ReceiptCopy = Literal["merchant", "customer"]
 RECEIPT_COPIES: tuple[ReceiptCopy, ...] = ("merchant", "customer")
 RECEIPT_MAX_LINES = 40
@@ -222,6 +240,53 @@ class Payment:
     card_ref: str | None = None  # the issuer's key for the card, never the PAN
     on_capture: CaptureEffect = "none"
     receipts: Receipts | None = None
+    payment_method_id: str | None = None  # the saved card a card_on_file payment charged
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """A card saved on a customer record (a "moyen de paiement"). Never the PAN: the issuer
+    finds the card by ``card_ref``, its catalogue key."""
+
+    id: str  # opaque: "pm_" + 24 hex digits
+    customer_id: str
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+    fingerprint: str  # keyed hash of the PAN: the same card, the same fingerprint
+    created_at: datetime
+    card_ref: str
+    capture_id: str  # the card capture that saved it
+
+
+@dataclass
+class CardCapture:
+    """A card capture without charging ("prise d'empreinte via lecteur de cartes bancaires").
+
+    ``pending`` → (zero-amount verification) ``verified`` (85) or ``refused`` → (the
+    terminal's final word) ``saved`` (85 and approved), ``declined`` or ``aborted``. A pending
+    capture may also be declined or aborted by the terminal before any verification.
+    """
+
+    id: str
+    customer_id: str
+    transaction_id: str
+    terminal_serial: str
+    status: CaptureStatus
+    created_at: datetime
+    updated_at: datetime
+    currency: str = "EUR"
+    entry_mode: str | None = None
+    brand: str | None = None
+    masked_pan: str | None = None
+    cvm: str | None = None
+    response_code: str | None = None
+    card_ref: str | None = None
+    verified_card: VerifiedCard | None = None  # what the issuer let us keep, on 85 only
+    terminal_result: TerminalResult | None = None
+    payment_method_id: str | None = None  # the saved card (new, or the duplicate kept)
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,7 +333,14 @@ class Terminal:
 class BackendStore:
     """One merchant's customers, invoices, payments and associated terminals."""
 
-    def __init__(self, merchant: Merchant, billing: BillingSettings, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        merchant: Merchant,
+        billing: BillingSettings,
+        *,
+        seed: int = 0,
+        fingerprint_key: bytes | None = None,
+    ) -> None:
         self.merchant = merchant
         self.billing = billing
         self.customers: dict[str, Customer] = {}
@@ -276,13 +348,19 @@ class BackendStore:
         self.payments: dict[str, Payment] = {}
         self.terminals: dict[str, Terminal] = {}
         self.card_states: dict[str, CardState] = {}  # the issuer's memory, by card key
+        self.captures: dict[str, CardCapture] = {}
+        self.payment_methods: dict[str, SavedCard] = {}  # saved cards, by id
         self._random = random.Random(seed)
+        if fingerprint_key is not None and not fingerprint_key:
+            raise ValueError("fingerprint_key must not be empty")
+        self._fingerprint_key = _SecretKey(fingerprint_key or default_fingerprint_key(seed))
 
     def __repr__(self) -> str:
         return (
             f"BackendStore(merchant={self.merchant!r}, billing={self.billing!r}, "
             f"customers={self.customers!r}, invoices={self.invoices!r}, "
-            f"terminals={self.terminals!r}, card_states={self.card_states!r})"
+            f"terminals={self.terminals!r}, card_states={self.card_states!r}, "
+            f"captures={self.captures!r}, payment_methods={self.payment_methods!r})"
         )
 
     # -- data the harness creates directly ------------------------------------------------
@@ -368,6 +446,28 @@ class BackendStore:
         except KeyError:
             raise BackendError("payment_not_found", f"Paiement {payment_id} introuvable.") from None
 
+    def capture(self, capture_id: str) -> CardCapture:
+        try:
+            return self.captures[capture_id]
+        except KeyError:
+            raise BackendError(
+                "capture_not_found", f"Prise d'empreinte {capture_id} introuvable."
+            ) from None
+
+    def payment_method(self, payment_method_id: str) -> SavedCard:
+        try:
+            return self.payment_methods[payment_method_id]
+        except KeyError:
+            raise BackendError(
+                "payment_method_not_found",
+                f"Moyen de paiement {payment_method_id} introuvable.",
+            ) from None
+
+    def customer_payment_methods(self, customer_id: str) -> list[SavedCard]:
+        """The customer's saved cards, oldest first."""
+        self.customer(customer_id)
+        return [m for m in self.payment_methods.values() if m.customer_id == customer_id]
+
     # -- terminals --------------------------------------------------------------------------
 
     def associate_terminal(
@@ -407,13 +507,7 @@ class BackendStore:
         _check_amount(amount, limit=invoice.balance_due_cents)
         self._release_stale_holds(invoice, now)
         self._refuse_while_money_is_held(invoice)
-        for other in invoice.payments:
-            if other.status == "pending":
-                # Never authorised, so nothing was charged: the new attempt replaces it.
-                other.status = "aborted"
-                other.terminal_result = "aborted"
-                other.updated_at = now
-                self._record_attempt(invoice, other, now)
+        self._abort_pending(invoice, now)
         payment = self._new_payment(invoice, amount, "tpe", now)
         payment.transaction_id = f"T{self._random.getrandbits(48):012x}"
         payment.terminal_serial = terminal_serial
@@ -549,6 +643,200 @@ class BackendStore:
             )
         return payment.receipts
 
+    # -- cards saved on the customer record ----------------------------------------------------
+
+    def start_card_capture(
+        self, customer_id: str, terminal_serial: str, now: datetime
+    ) -> CardCapture:
+        """A pending card capture ("Prise d'empreinte via lecteur de cartes bancaires")."""
+        if not self.billing.tpe_enabled:
+            raise BackendError(
+                "tpe_disabled",
+                "Le paiement par TPE n'est pas activé dans le module Facturation.",
+            )
+        customer = self.customer(customer_id)
+        if terminal_serial not in self.terminals:
+            raise BackendError(
+                "terminal_not_associated",
+                f"Le terminal {terminal_serial} n'est pas associé à l'application.",
+            )
+        capture = CardCapture(
+            id=f"CAP-{len(self.captures) + 1:04d}",
+            customer_id=customer.id,
+            transaction_id=f"T{self._random.getrandbits(48):012x}",
+            terminal_serial=terminal_serial,
+            status="pending",
+            created_at=now,
+            updated_at=now,
+        )
+        self.captures[capture.id] = capture
+        return capture
+
+    def verify_card(
+        self, capture_id: str, request: AuthorisationRequest, processor: Processor, now: datetime
+    ) -> tuple[CardCapture, Decision]:
+        """Relay the terminal's zero-amount request to the processor's account verification
+        and record its answer; once per capture."""
+        capture = self.capture(capture_id)
+        if capture.status != "pending":
+            raise BackendError(
+                "already_verified",
+                f"La prise d'empreinte {capture.id} a déjà reçu une réponse ({capture.status}).",
+            )
+        if request.transaction_id != capture.transaction_id:
+            raise BackendError(
+                "transaction_mismatch",
+                "La transaction ne correspond pas à cette prise d'empreinte.",
+                field="transaction_id",
+            )
+        if request.amount_cents != 0:
+            raise BackendError(
+                "invalid_amount",
+                "Une prise d'empreinte se fait sans montant : le montant doit être de 0 centime.",
+                field="amount_cents",
+            )
+        if request.currency != capture.currency:
+            raise invalid_field("currency")
+        decision = processor.verify(  # may raise CardDataError
+            request,
+            today=now.date(),
+            fingerprint_key=self._fingerprint_key.value,
+            card_states=self.card_states,
+        )
+        if decision.card_ref is not None and decision.card_state is not None:
+            self.card_states[decision.card_ref] = decision.card_state
+        capture.entry_mode = request.entry_mode
+        capture.brand = request.brand
+        capture.cvm = request.cvm
+        capture.masked_pan = decision.masked_pan
+        capture.response_code = decision.response_code
+        capture.card_ref = decision.card_ref
+        capture.updated_at = now
+        if decision.response_code == ACCOUNT_VERIFIED and decision.verified_card is not None:
+            capture.status = "verified"
+            capture.verified_card = decision.verified_card
+        else:
+            capture.status = "refused"
+        return capture, decision
+
+    def record_capture_result(
+        self, capture_id: str, transaction_id: str, result: TerminalResult, now: datetime
+    ) -> CardCapture:
+        """The terminal's final word. Only a verified card (85) the terminal approved is saved;
+        if the customer already has it (same fingerprint), the card saved first is kept.
+        Repeating the same result changes nothing; a different one is refused."""
+        capture = self.capture(capture_id)
+        if transaction_id != capture.transaction_id:
+            raise BackendError(
+                "transaction_mismatch",
+                "La transaction ne correspond pas à cette prise d'empreinte.",
+                field="transaction_id",
+            )
+        if capture.terminal_result is not None:
+            if capture.terminal_result != result:
+                raise _capture_result_conflict(capture, result)
+            return capture
+        if result == "approved":
+            if capture.status == "pending":
+                raise BackendError(
+                    "not_verified",
+                    "La carte n'a pas été vérifiée par la banque : elle ne peut être enregistrée.",
+                )
+            if capture.status != "verified":  # refused by the issuer
+                raise _capture_result_conflict(capture, result)
+            card = capture.verified_card
+            # Both are set with the status "verified".
+            assert card is not None
+            assert capture.card_ref is not None
+            saved = self._saved_card_with(capture.customer_id, card.fingerprint)
+            if saved is None:
+                saved = SavedCard(
+                    id=f"pm_{self._random.getrandbits(96):024x}",
+                    customer_id=capture.customer_id,
+                    brand=card.brand,
+                    last4=card.last4,
+                    exp_month=card.exp_month,
+                    exp_year=card.exp_year,
+                    fingerprint=card.fingerprint,
+                    created_at=now,
+                    card_ref=capture.card_ref,
+                    capture_id=capture.id,
+                )
+                self.payment_methods[saved.id] = saved
+            else:
+                capture.duplicate = True
+            capture.payment_method_id = saved.id
+            capture.status = "saved"
+        else:
+            capture.status = "declined" if result == "declined" else "aborted"
+        capture.terminal_result = result
+        capture.updated_at = now
+        return capture
+
+    def charge_saved_card(
+        self,
+        invoice_number: str,
+        payment_method_id: str,
+        processor: Processor,
+        now: datetime,
+        *,
+        amount_cents: int | None = None,
+    ) -> tuple[Payment, Decision]:
+        """Pay with a saved card ("Payer avec la carte enregistrée"): the issuer decides at
+        once, no terminal.
+
+        Approved: the payment is captured with its authorisation code. Declined: the payment
+        is declined and the attempt recorded; the invoice does not change. Like a new terminal
+        payment, it replaces a payment still waiting for a card.
+        """
+        invoice = self.invoice(invoice_number)
+        method = self.payment_method(payment_method_id)
+        if method.customer_id != invoice.customer_id:
+            raise BackendError(
+                "payment_method_not_for_customer",
+                f"Ce moyen de paiement n'appartient pas au client de la facture {invoice.number}.",
+                field="payment_method_id",
+            )
+        if invoice.status == "paid":
+            raise BackendError(
+                "invoice_already_paid", f"La facture {invoice.number} est déjà réglée."
+            )
+        amount = invoice.balance_due_cents if amount_cents is None else amount_cents
+        _check_amount(amount, limit=invoice.balance_due_cents)
+        self._release_stale_holds(invoice, now)
+        self._refuse_while_money_is_held(invoice)
+        self._abort_pending(invoice, now)
+        payment = self._new_payment(invoice, amount, "card_on_file", now)
+        payment.transaction_id = f"T{self._random.getrandbits(48):012x}"
+        payment.payment_method_id = method.id
+        payment.entry_mode = CREDENTIAL_ON_FILE
+        payment.cvm = "none"
+        payment.brand = method.brand
+        decision = processor.charge_on_file(
+            method.card_ref,
+            transaction_id=payment.transaction_id,
+            amount_cents=amount,
+            currency=invoice.currency,
+            brand=method.brand,
+            today=now.date(),
+            card_states=self.card_states,
+        )
+        if decision.card_ref is not None and decision.card_state is not None:
+            self.card_states[decision.card_ref] = decision.card_state
+        payment.card_ref = decision.card_ref
+        payment.on_capture = decision.on_capture
+        payment.masked_pan = decision.masked_pan or None
+        payment.response_code = decision.response_code
+        if decision.approved:
+            payment.authorisation_code = f"{self._random.randrange(1_000_000):06d}"
+            payment.status = "captured"
+            invoice.balance_due_cents -= amount
+            self._apply_capture(payment)
+        else:
+            payment.status = "declined"
+            self._record_attempt(invoice, payment, now)
+        return payment, decision
+
     # -- scenario checks ----------------------------------------------------------------------
 
     def check_invariants(self) -> list[str]:
@@ -577,7 +865,7 @@ class BackendStore:
                         f"payment {payment.id}: still authorised (money held) on invoice "
                         f"{invoice.number}, which is paid"
                     )
-                if payment.method != "tpe" or payment.status != "captured":
+                if payment.method not in CARD_METHODS or payment.status != "captured":
                     continue
                 if not payment.authorisation_code:
                     problems.append(
@@ -593,6 +881,41 @@ class BackendStore:
             if owner is None or not any(p is payment for p in owner.payments):
                 problems.append(
                     f"payment {payment.id}: not listed on invoice {payment.invoice_number}"
+                )
+            if payment.method == "card_on_file":
+                method = self.payment_methods.get(payment.payment_method_id or "")
+                if method is None:
+                    problems.append(
+                        f"payment {payment.id}: charges unknown saved card "
+                        f"{payment.payment_method_id!r}"
+                    )
+                elif owner is not None and method.customer_id != owner.customer_id:
+                    problems.append(
+                        f"payment {payment.id}: charges saved card {method.id} of customer "
+                        f"{method.customer_id}, not of the invoice's customer {owner.customer_id}"
+                    )
+        fingerprints: dict[tuple[str, str], str] = {}
+        for method in self.payment_methods.values():
+            if method.customer_id not in self.customers:
+                problems.append(
+                    f"saved card {method.id}: customer {method.customer_id} does not exist"
+                )
+            first = fingerprints.setdefault((method.customer_id, method.fingerprint), method.id)
+            if first != method.id:
+                problems.append(
+                    f"saved card {method.id}: same card as {first} for customer "
+                    f"{method.customer_id}"
+                )
+            capture = self.captures.get(method.capture_id)
+            if capture is None or capture.response_code != ACCOUNT_VERIFIED:
+                problems.append(
+                    f"saved card {method.id}: not saved by a card capture the issuer verified"
+                )
+        for capture in self.captures.values():
+            if capture.status == "saved" and capture.payment_method_id not in self.payment_methods:
+                problems.append(
+                    f"card capture {capture.id}: saved, but its card "
+                    f"{capture.payment_method_id!r} is on no customer record"
                 )
         return problems
 
@@ -614,6 +937,25 @@ class BackendStore:
         self.payments[payment.id] = payment
         invoice.payments.append(payment)
         return payment
+
+    def _abort_pending(self, invoice: Invoice, now: datetime) -> None:
+        for other in invoice.payments:
+            if other.status == "pending":
+                # Never authorised, so nothing was charged: the new attempt replaces it.
+                other.status = "aborted"
+                other.terminal_result = "aborted"
+                other.updated_at = now
+                self._record_attempt(invoice, other, now)
+
+    def _saved_card_with(self, customer_id: str, fingerprint: str) -> SavedCard | None:
+        return next(
+            (
+                m
+                for m in self.payment_methods.values()
+                if m.customer_id == customer_id and m.fingerprint == fingerprint
+            ),
+            None,
+        )
 
     def _release_stale_holds(self, invoice: Invoice, now: datetime) -> None:
         """An approval the terminal never confirmed (link lost, phone switched off) does not
@@ -655,6 +997,36 @@ class BackendStore:
                 response_code=payment.response_code,
             )
         )
+
+
+class _SecretKey:
+    """A key that ``repr`` (and so a dump of the store's attributes) does not show."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "_SecretKey(…)"
+
+
+def default_fingerprint_key(seed: int) -> bytes:
+    """The store's default card-fingerprint key: a **test secret** derived from its seed.
+
+    Deterministic (one seed, one history) and different from one seed to another. A real
+    backend would draw its key once and keep it in a secrets store; pass it as
+    ``BackendStore(fingerprint_key=...)``.
+    """
+    return hashlib.sha256(f"tpe-sim card fingerprint key/{seed}".encode()).digest()
+
+
+def _capture_result_conflict(capture: CardCapture, result: str) -> BackendError:
+    return BackendError(
+        "result_conflict",
+        f"La prise d'empreinte {capture.id} a déjà une issue ({capture.status}) "
+        f"incompatible avec « {result} ».",
+    )
 
 
 def _check_amount(amount_cents: object, *, limit: int | None) -> None:

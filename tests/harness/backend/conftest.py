@@ -168,6 +168,64 @@ class Backend:
         self.result(payment, "approved" if reply.body["approved"] else "declined")
         return payment, reply
 
+    # -- card captures ("prise d'empreinte") and saved cards -----------------------------------
+
+    def start_capture(self, customer_id: str, **body: Any) -> Reply:
+        return self.post(
+            f"/api/customers/{customer_id}/card-captures", {"terminal_serial": SERIAL, **body}
+        )
+
+    def verification_body(
+        self, capture: Any, pan: str, *, pin: str | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """The terminal's zero-amount request for ``capture``, card ``pan``."""
+        body: dict[str, Any] = {
+            "transaction_id": capture["transaction_id"],
+            "amount_cents": 0,
+            "currency": "EUR",
+            "entry_mode": "contactless",
+            "brand": "VISA" if pan.startswith("4") else "MASTERCARD",
+            "masked_pan": "************" + pan[-4:],
+            "card_data": seal_card(pan, capture["transaction_id"], 0, pin=pin),
+            "emv": {"9F26": "1A2B3C4D5E6F7081", "9F36": "002A", "9F02": "000000000000"},
+            "cvm": "none",
+        }
+        body.update(overrides)
+        return body
+
+    def verify(self, capture: Any, pan: str, *, pin: str | None = None, **overrides: Any) -> Reply:
+        return self.post(
+            f"/api/card-captures/{capture['capture_id']}/verification",
+            self.verification_body(capture, pan, pin=pin, **overrides),
+        )
+
+    def capture_result(self, capture: Any, result: str, **extra: Any) -> Reply:
+        return self.post(
+            f"/api/card-captures/{capture['capture_id']}/result",
+            {"transaction_id": capture["transaction_id"], "result": result, **extra},
+        )
+
+    def save_card(self, customer_id: str, pan: str, **verification: Any) -> Reply:
+        """Start a capture, verify the card and give the terminal's word (approved if the
+        issuer answered 85, declined otherwise); returns the answer to the result."""
+        reply = self.start_capture(customer_id)
+        assert reply.status == 201, reply.text
+        capture = reply.body
+        verified = self.verify(capture, pan, **verification)
+        assert verified.status == 200, verified.text
+        return self.capture_result(capture, "approved" if verified.body["approved"] else "declined")
+
+    def payment_methods(self, customer_id: str) -> Any:
+        reply = self.get(f"/api/customers/{customer_id}/payment-methods")
+        assert reply.status == 200, reply.text
+        return reply.body["payment_methods"]
+
+    def pay_with_token(self, number: str, payment_method_id: str, **body: Any) -> Reply:
+        return self.post(
+            f"/api/invoices/{number}/token-payments",
+            {"payment_method_id": payment_method_id, **body},
+        )
+
     def new_invoice(self, amount_cents: int) -> Invoice:
         customer = self.store.add_customer("M. Paul Girard", city="Villeurbanne")
         day = SCENARIO_NOW.date()

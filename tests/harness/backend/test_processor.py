@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,8 @@ from harness.backend.processor import (
     Decision,
     IssuerCard,
     Processor,
+    VerifiedCard,
+    card_fingerprint,
 )
 from simulator.protocol.carddata import CardDataError
 from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
@@ -445,7 +449,7 @@ def test_a_contactless_payment_without_cvm_counts_when_captured(
 
 
 def test_every_answer_the_issuer_gives_has_its_own_french_text() -> None:
-    codes = {"00", "05", "41", "43", "51", "54", "55", "61", "65", "75", "1A"}
+    codes = {"00", "05", "41", "43", "51", "54", "55", "61", "65", "75", "85", "1A"}
     codes |= set(CENTS_RULE.values())
     codes |= {card.response_code for card in CARDS}
     assert codes <= set(RESPONSE_MESSAGES)
@@ -454,3 +458,178 @@ def test_every_answer_the_issuer_gives_has_its_own_french_text() -> None:
 def test_an_unknown_card_carries_no_issuer_state(processor: Processor, seal_for: SealCard) -> None:
     decision = processor.authorise(request_for(seal_for, "4000000000000069"), today=TODAY)
     assert decision == Decision("05", "************0069")
+
+
+# -- zero-amount account verification (card capture) ---------------------------------------------
+
+FINGERPRINT_KEY = b"test fingerprint key"
+
+
+def verification_for(
+    seal_for: SealCard, pan: str, *, cvm: str = "none", brand: str = "VISA", pin: str | None = None
+) -> AuthorisationRequest:
+    return request_for(seal_for, pan, amount=0, cvm=cvm, brand=brand, pin=pin)
+
+
+@pytest.mark.parametrize(
+    ("pan", "code"),
+    [
+        ("4242424242424242", "85"),
+        ("4000000000009987", "41"),  # lost
+        ("4000000000009979", "43"),  # stolen
+        ("4000000760000002", "41"),  # lost and expired: lost first, as for a payment
+        ("5555552500001001", "54"),  # expired last month
+        ("5555555555554444", "85"),  # expires this month: still valid
+        ("4001007020000002", "75"),  # PIN blocked at the issuer, even without a PIN now
+        ("4000000000009995", "51"),  # the issuer's own answer
+        ("4000000000000119", "96"),
+        ("4000003800000008", "85"),  # limits and funds: nothing is charged
+        ("4000056655665556", "85"),  # cents rule: no amount to read cents from
+        ("4000002760000016", "85"),  # a phone wallet
+        ("4000000000000069", "05"),  # unknown to the issuer
+    ],
+)
+def test_a_verification_answers_85_or_the_cards_refusal(
+    processor: Processor, seal_for: SealCard, pan: str, code: str
+) -> None:
+    decision = processor.verify(
+        verification_for(seal_for, pan), today=TODAY, fingerprint_key=FINGERPRINT_KEY
+    )
+    assert decision.response_code == code
+    assert decision.approved is False  # 85 is no payment approval
+    assert decision.masked_pan == "*" * 12 + pan[-4:]
+    assert decision.on_capture == "none"
+    assert (decision.verified_card is not None) is (code == "85")
+
+
+def test_a_verified_card_comes_back_without_its_pan(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    decision = processor.verify(
+        verification_for(seal_for, CB_VISA, brand="CB"),
+        today=TODAY,
+        fingerprint_key=FINGERPRINT_KEY,
+    )
+    assert decision.card_ref == "cb_visa"
+    assert decision.verified_card == VerifiedCard(
+        brand="CB",  # the brand the terminal routed to, as for a payment
+        last4="1001",
+        exp_month=12,
+        exp_year=2029,
+        fingerprint=card_fingerprint(FINGERPRINT_KEY, CB_VISA),
+    )
+    assert CB_VISA not in repr(decision)
+    assert decision.message == "Carte vérifiée"
+
+
+def test_a_verification_is_for_zero_only(processor: Processor, seal_for: SealCard) -> None:
+    with pytest.raises(ValueError, match="zero amount"):
+        processor.verify(
+            request_for(seal_for, "4242424242424242"), today=TODAY, fingerprint_key=b"k"
+        )
+
+
+def test_a_verification_never_counts_towards_psd2(processor: Processor, seal_for: SealCard) -> None:
+    due = {"visa": CardState(3, contactless_count=5, contactless_cents=14000)}
+    decision = processor.verify(
+        verification_for(seal_for, "4242424242424242"),
+        today=TODAY,
+        fingerprint_key=FINGERPRINT_KEY,
+        card_states=due,
+    )
+    assert (decision.response_code, decision.card_state) == ("85", due["visa"])
+
+
+def test_a_verification_checks_the_online_pin_as_a_payment_does(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    def verify(pin: str, states: dict[str, CardState]) -> Decision:
+        request = verification_for(seal_for, ONLINE_PIN, cvm="online_pin", pin=pin)
+        return processor.verify(
+            request, today=TODAY, fingerprint_key=FINGERPRINT_KEY, card_states=states
+        )
+
+    wrong = verify("1111", {})
+    assert (wrong.response_code, wrong.pin_tries_left, wrong.verified_card) == ("55", 2, None)
+    assert verify("1111", {"online_pin": CardState(1)}).response_code == "75"
+    right = verify("2468", {"online_pin": CardState(1)})
+    assert (right.response_code, right.pin_tries_left) == ("85", 3)
+    with pytest.raises(CardDataError):
+        processor.verify(
+            verification_for(seal_for, ONLINE_PIN, cvm="online_pin"),
+            today=TODAY,
+            fingerprint_key=FINGERPRINT_KEY,
+        )
+
+
+def test_the_card_fingerprint_is_an_hmac_of_the_pan() -> None:
+    fingerprint = card_fingerprint(b"key one", "4242424242424242")
+    assert fingerprint == card_fingerprint(b"key one", "4242424242424242")
+    assert fingerprint != card_fingerprint(b"key two", "4242424242424242")
+    assert fingerprint != card_fingerprint(b"key one", "4000056655664242")  # same last 4
+    assert fingerprint == hmac.new(b"key one", b"4242424242424242", hashlib.sha256).hexdigest()
+    assert fingerprint != hashlib.sha256(b"4242424242424242").hexdigest()
+    with pytest.raises(ValueError, match="key"):
+        card_fingerprint(b"", "4242424242424242")
+
+
+# -- merchant-initiated payments with a saved card -----------------------------------------------
+
+
+def charge(
+    processor: Processor, card_ref: str, amount: int = 4250, **states: CardState
+) -> Decision:
+    return processor.charge_on_file(
+        card_ref,
+        transaction_id="T00000000002b",
+        amount_cents=amount,
+        currency="EUR",
+        brand="VISA",
+        today=TODAY,
+        card_states=states,
+    )
+
+
+@pytest.mark.parametrize(
+    ("card_ref", "amount", "code"),
+    [
+        ("visa", 4250, "00"),
+        ("lost", 4250, "41"),
+        ("stolen", 4250, "43"),
+        ("cb_mc", 4250, "54"),  # expired last month
+        ("refused", 4250, "54"),  # expired outranks the issuer's refusal
+        ("error", 4250, "96"),
+        ("capped", 10000, "00"),
+        ("capped", 10001, "51"),
+        ("capped", 30001, "61"),
+        ("physical", 4205, "05"),  # the cents rule
+        ("physical", 4275, "75"),
+        ("physical", 4200, "00"),
+        ("pin_blocked", 4250, "00"),  # no PIN in a merchant-initiated payment
+        ("gone", 4250, "05"),  # a card the issuer no longer knows
+    ],
+)
+def test_a_charge_on_file_follows_the_payment_rules_without_pin(
+    processor: Processor, card_ref: str, amount: int, code: str
+) -> None:
+    decision = charge(processor, card_ref, amount)
+    assert decision.response_code == code
+    assert decision.approved is (code == "00")
+    assert decision.on_capture == "none"
+    assert decision.pin_tries_left is None
+
+
+def test_a_charge_on_file_knows_the_card_by_its_key_only(processor: Processor) -> None:
+    decision = charge(processor, "visa")
+    assert (decision.card_ref, decision.masked_pan) == ("visa", "************4242")
+    unknown = charge(processor, "4242424242424242")  # a PAN is no card reference
+    assert (unknown.response_code, unknown.card_ref, unknown.masked_pan) == ("05", None, "")
+
+
+def test_a_charge_on_file_is_never_soft_declined_and_moves_no_counter(
+    processor: Processor,
+) -> None:
+    due = CardState(3, contactless_count=5, contactless_cents=14900)
+    for card_ref in ("visa", "cb_mastercard"):
+        decision = charge(processor, card_ref, 4250, **{card_ref: due})
+        assert (decision.response_code, decision.card_state) == ("00", due)

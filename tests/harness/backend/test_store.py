@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -712,3 +713,83 @@ def test_an_approval_never_confirmed_lapses_and_frees_the_invoice(
         store.record_result(held.id, str(held.transaction_id), "approved", later)
     assert invoice.balance_due_cents == invoice.amount_cents
     assert store.check_invariants() == []
+
+
+# -- saved cards: invariants ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def cards_store(processor: Processor, seal_for: SealCard) -> BackendStore:
+    """A store where a customer saved a Visa and paid an invoice with it."""
+    store = new_store()
+    invoice = new_invoice(store)
+    capture = store.start_card_capture(invoice.customer_id, "SIM0001", NOW)
+    request = AuthorisationRequest(
+        transaction_id=capture.transaction_id,
+        amount_cents=0,
+        currency="EUR",
+        entry_mode="chip",
+        brand="VISA",
+        card_data=seal_for(VISA, capture.transaction_id, 0),
+    )
+    store.verify_card(capture.id, request, processor, NOW)
+    store.record_capture_result(capture.id, capture.transaction_id, "approved", NOW)
+    [method] = store.payment_methods.values()
+    payment, _ = store.charge_saved_card(invoice.number, method.id, processor, NOW)
+    assert (payment.status, invoice.status) == ("captured", "paid")
+    return store
+
+
+def test_a_store_with_saved_cards_has_no_violation(cards_store: BackendStore) -> None:
+    assert cards_store.check_invariants() == []
+
+
+def test_invariants_catch_a_saved_card_of_no_customer(cards_store: BackendStore) -> None:
+    [method] = cards_store.payment_methods.values()
+    cards_store.payment_methods[method.id] = replace(method, customer_id="C-0404")
+    assert cards_store.check_invariants() == [
+        f"payment P-0001: charges saved card {method.id} of customer C-0404, not of the "
+        "invoice's customer C-0001",
+        f"saved card {method.id}: customer C-0404 does not exist",
+    ]
+
+
+def test_invariants_catch_one_card_saved_twice_for_a_customer(cards_store: BackendStore) -> None:
+    [method] = cards_store.payment_methods.values()
+    twin = replace(method, id="pm_twin")
+    cards_store.payment_methods[twin.id] = twin
+    assert cards_store.check_invariants() == [
+        f"saved card pm_twin: same card as {method.id} for customer {method.customer_id}"
+    ]
+
+
+def test_invariants_catch_a_saved_card_no_verification_backs(cards_store: BackendStore) -> None:
+    [capture] = cards_store.captures.values()
+    capture.response_code = "05"
+    assert cards_store.check_invariants() == [
+        f"saved card {capture.payment_method_id}: not saved by a card capture the issuer verified"
+    ]
+
+
+def test_invariants_catch_a_charge_of_a_card_on_no_record(cards_store: BackendStore) -> None:
+    [method] = cards_store.payment_methods.values()
+    del cards_store.payment_methods[method.id]
+    assert cards_store.check_invariants() == [
+        f"payment P-0001: charges unknown saved card {method.id!r}",
+        f"card capture CAP-0001: saved, but its card {method.id!r} is on no customer record",
+    ]
+
+
+def test_invariants_catch_a_charge_captured_without_approval(cards_store: BackendStore) -> None:
+    [payment] = cards_store.payments.values()
+    payment.response_code = "51"
+    assert cards_store.check_invariants() == [
+        f"payment {payment.id}: captured card payment with response code '51', not '00'"
+    ]
+
+
+def test_capture_flow_in_the_store_keeps_no_pan(cards_store: BackendStore) -> None:
+    assert VISA not in repr(cards_store)
+    assert VISA not in repr(vars(cards_store))
+    [method] = cards_store.payment_methods.values()
+    assert (method.card_ref, method.last4) == ("visa", "4242")
