@@ -20,6 +20,7 @@ Fonctionnalité: Collecter les informations de paiement d'un client (prise d'emp
     Alors le terminal affiche « CARTE ENREGISTRÉE »
     Et le terminal n'affiche aucun montant
     Et l'application affiche « Carte enregistrée sur la fiche client. VISA •••• 4242 (12/29) »
+    Et l'application affiche « Moyens de paiement de la fiche client : VISA •••• 4242 (12/29) »
     Et la carte « VISA » se terminant par « 4242 » est enregistrée sur la fiche du client
 
   Scénario: La carte insérée demande son code, puis est enregistrée
@@ -46,6 +47,7 @@ Fonctionnalité: Collecter les informations de paiement d'un client (prise d'emp
     Et la prise d'empreinte se termine
     Alors l'application affiche « Cette carte est déjà enregistrée pour ce client. »
     Et la fiche du client a 1 moyen de paiement
+    Et l'application affiche « Moyens de paiement de la fiche client : VISA •••• 4242 (12/29) »
 
   Plan du scénario: Une carte refusée n'est pas enregistrée et l'application dit pourquoi
     Quand le technicien ouvre la fiche du client, onglet Information, clique sur « Ajouter un moyen de paiement » puis « Prise d'empreinte via lecteur de cartes bancaires »

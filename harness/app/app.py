@@ -323,11 +323,11 @@ class InvoicingApp:
             payment_methods=methods,
         )
         if method is not None:
-            expiry = f"{int(method['exp_month']):02d}/{int(method['exp_year']) % 100:02d}"
-            card = f"{method['brand']} •••• {method['last4']} ({expiry})"
-            self.show("card_saved", f"{outcome.message} {card}")
+            self.show("card_saved", f"{outcome.message} {describe_card(method)}")
         else:
             self.show("failed", f"Carte non enregistrée : {final.message}")
+        saved = ", ".join(describe_card(m) for m in methods) or "aucun"
+        self.show("payment_methods", f"Moyens de paiement de la fiche client : {saved}")
         return outcome
 
     async def cancel(self) -> None:
@@ -459,3 +459,9 @@ class InvoicingApp:
     def _fail(self, error: PhoneError) -> PhoneError:
         self.show("error", error.message)
         return error
+
+
+def describe_card(method: dict[str, Any]) -> str:
+    """How the app lists a saved card: ``VISA •••• 4242 (12/29)``."""
+    expiry = f"{int(method['exp_month']):02d}/{int(method['exp_year']) % 100:02d}"
+    return f"{method['brand']} •••• {method['last4']} ({expiry})"
