@@ -25,7 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tpe-sim", description="Virtual Bluetooth LE payment terminal and test harness."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log protocol details")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: log the protocol messages between phone and terminal and the backend's "
+        "requests; -vv: also Bumble's own debug output (HCI, ATT, SMP)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="pay an unpaid invoice by contactless card, end to end, and print each stage"
@@ -57,9 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose == 1:
+        for name in ("harness", "simulator"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
     if args.command == "demo":
         return demo_command(args)
     if args.command == "steps":

@@ -447,6 +447,7 @@ class BackendServer:
                 response_body=redact_pans(response_body)[:LOGGED_BODY_LIMIT],
             )
         )
+        logger.debug("backend: %s", self.request_log[-1])
 
 
 BACKEND = web.AppKey("backend", BackendServer)

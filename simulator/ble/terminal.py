@@ -280,6 +280,7 @@ class BleTerminal:
                 await self._flush(reply_to=link)
             else:
                 self.commands_received.append(item)
+                log.debug("phone → terminal: %r", item)
                 self.engine.handle_command(
                     item, self._now(), self._calendar(), secure=self._is_secure(link)
                 )
@@ -330,6 +331,7 @@ class BleTerminal:
                 for link in targets:
                     sent, frames = link.endpoint.send(event)
                     self.events_sent.append(sent)
+                    log.debug("terminal → phone: %r", sent)
                     for frame in frames:
                         await self.device.notify_subscriber(
                             link.connection, self.payment_service.event_characteristic, frame

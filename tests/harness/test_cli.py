@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_demo_above_the_contactless_ceiling_inserts_the_card_and_types_the_pin(
     assert "PUCE" in out
     assert "CODE CONFIDENTIEL VERIFIE" in out
     assert f"facture {number} : payée" in out
+
+
+def test_verbose_demo_logs_protocol_messages_and_backend_requests_but_no_pan(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.handler.setLevel(logging.DEBUG)  # main() itself raises the product loggers
+    try:
+        assert main(["-v", "demo"]) == 0
+    finally:
+        for name in ("harness", "simulator"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "phone → terminal: PaymentRequest(" in logged
+    assert "terminal → phone: AuthorisationRequest(" in logged
+    assert "backend: POST /api/payments/" in logged
+    assert "4242424242424242" not in logged
+    assert not [r for r in caplog.records if r.name.startswith("bumble")]
