@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tpe-sim needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -27,6 +27,14 @@ unit: $(STAMP)  ## the test suite; JUnit XML and Cucumber JSON reports for CI un
 	mkdir -p reports && $(BIN)/pytest --junitxml=reports/junit.xml --cucumberjson=reports/cucumber.json
 
 test: lint typecheck unit  ## lint, type check and the whole test suite
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' && touch $(BENCH_STAMP) \
+	  || echo "bench extra (rootcanal) not installed: the RootCanal lane will say unavailable"
+
+bench: $(BENCH_STAMP)  ## speed and scale: a table on stdout, reports/bench.json (docs/performance.md)
+	mkdir -p reports && $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports *.egg-info

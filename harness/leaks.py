@@ -40,8 +40,11 @@ def written_texts(world: World, logs: Iterable[str] = ()) -> Iterator[tuple[str,
         yield f"terminal event {type(event).__name__}", encode(event).decode()
     for command in world.terminal.commands_received:
         yield f"phone command {type(command).__name__}", encode(command).decode()
-    for text in world.app.screen:
-        yield "app screen", text
+    for app in world.apps:
+        for text in app.screen:
+            yield "app screen", text
+        for body in app.backend.received:
+            yield "API response received by the app", body
     for shot in world.terminal.engine.screen.history:
         yield "terminal screen", " | ".join(shot.lines)
     for line in logs:

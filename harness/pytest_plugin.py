@@ -16,7 +16,12 @@ from harness.fixtures import fixtures_dir
 from harness.leaks import LogRecorder, pan_leaks
 from harness.rig import World, WorldConfig
 
-STEP_MODULES = ("harness.steps.paiement", "harness.steps.porteur", "harness.steps.empreinte")
+STEP_MODULES = (
+    "harness.steps.paiement",
+    "harness.steps.porteur",
+    "harness.steps.empreinte",
+    "harness.steps.association",
+)
 LOOPTIME_PLUGINS = ("looptime_plugin", "looptime_chronometers", "looptime_timeproxies")
 _WORLD_KEY = pytest.StashKey[World]()
 _LOGS_KEY = pytest.StashKey[LogRecorder]()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ from harness.app import (
 from harness.backend import BackendServer, BackendStore
 from harness.backend.seed import load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
-from simulator.ble import BleTerminal
+from harness.keys import load_keys
+from simulator.ble import BleTerminal, TerminalDataFolder
 from simulator.cards import Catalogue, EntryMode, VirtualCard
 from simulator.terminal import (
     MerchantSetup,
@@ -65,6 +67,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 PHONE_ADDRESS = "C0:99:88:77:66:01"
+#: Loop seconds a flow may take before the terminal asks for the card: it may have to
+#: associate the terminal first, first setup and firmware update included.
+FLOW_START_TIMEOUT = 900.0
 PairingAnswer = Literal["confirm", "refuse_on_phone", "refuse_on_terminal"]
 
 
@@ -83,6 +88,12 @@ class WorldConfig:
     pairing_answer: PairingAnswer = "confirm"
     timeouts: Timeouts = field(default_factory=Timeouts)
     app_timeouts: AppTimeouts = field(default_factory=AppTimeouts)
+    #: where the terminal and the phone keep their bonds, configuration and state across
+    #: restarts; None: a temporary folder removed when the world closes
+    data_dir: Path | None = None
+    #: the terminal was configured at the factory (skips first setup); False: a terminal
+    #: fresh out of its box, set up at its first association
+    preconfigured: bool = False
 
 
 class World:
@@ -94,6 +105,8 @@ class World:
         self.scenario_date = self.config.scenario_date or settings.scenario_date
         self.seed = settings.faker_seed if self.config.seed is None else self.config.seed
         self.catalogue = Catalogue.load(self.config.fixtures / "cards.yaml")
+        self.keys = load_keys(self.config.fixtures)  # test keys: DUKPT, issuers' master keys
+        self._dukpt_counters: dict[str, int] = {}  # serial -> last DUKPT counter it used
         profiles = load_profiles(self.config.fixtures / "terminals.yaml")
         if self.config.terminal not in profiles:
             raise ProfileError(
@@ -109,9 +122,16 @@ class World:
         #: the app flow in progress (a payment or a card capture) started by the facade
         self._payment: asyncio.Task[Any] | None = None
         self._cards: dict[str, VirtualCard] = {}
+        self._extra_apps: list[InvoicingApp] = []  # every app started, to close them all
         self._loop_start = 0.0
         self._wall_start = 0.0
         self._open = False
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if self.config.data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tpe-sim-")
+            self.data_dir = Path(self._tmp.name)
+        else:
+            self.data_dir = self.config.data_dir
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> World:
@@ -143,27 +163,90 @@ class World:
         await self.backend.start()
 
         self.link = LocalLink()  # type: ignore[no-untyped-call]
-        merchant = self.store.merchant
-        engine = TerminalEngine(
-            self.profile,
-            MerchantSetup(merchant.name, merchant.city, merchant.contract_number),
-            self.config.timeouts,
+        self.terminal_data = TerminalDataFolder(
+            self.data_dir / f"terminal-{self.profile.serial}", self.profile.serial
         )
+        if self.config.preconfigured:
+            merchant = self.store.merchant
+            self.terminal_data.save_configuration(
+                MerchantSetup(merchant.name, merchant.city, merchant.contract_number),
+                self.profile.firmware_update or self.profile.firmware,
+            )
+        await self._start_terminal()
+        await self._start_phone()
+
+    async def _start_terminal(self) -> None:
+        """Power the terminal on from its data folder (bonds, configuration)."""
+        merchant, firmware = self.terminal_data.load_configuration()
+        engine = TerminalEngine(self.profile, merchant, self.config.timeouts, firmware=firmware)
+        self._inject_card_data_key(engine)
         self.terminal = BleTerminal(
-            self._device(self.profile.name, self.profile.address), engine, self.calendar
+            self._device(self.profile.name, self.profile.address),
+            engine,
+            self.calendar,
+            self.terminal_data,
         )
         self.terminal.listeners.append(self._changed.set)
         await self.terminal.start()
 
-        self.phone = VirtualPhone(
-            self._device("Téléphone du technicien", PHONE_ADDRESS), mitm=self.config.phone_mitm
+    async def _start_phone(self) -> None:
+        """Start the phone and the app from the phone's data folder (bonds, association)."""
+        self.phone, self.app = await self._new_phone(
+            "Téléphone du technicien", PHONE_ADDRESS, self.data_dir / "phone"
         )
-        self.phone.confirm_code = self._user_compares_codes
-        await self.phone.start()
-        self.app = InvoicingApp(
-            self.phone, BackendClient(self.backend.url), self.config.app_timeouts
+
+    async def _new_phone(
+        self, name: str, address: str, folder: Path
+    ) -> tuple[VirtualPhone, InvoicingApp]:
+        phone = VirtualPhone(
+            self._device(name, address),
+            mitm=self.config.phone_mitm,
+            keystore_file=folder / "bonds.json",
         )
-        self.app.listeners.append(lambda _stage, _text: self._changed.set())
+        phone.confirm_code = self._user_compares_codes
+        phone.type_passkey = self._user_types_passkey
+        await phone.start()
+        app = InvoicingApp(
+            phone,
+            BackendClient(self.backend.url),
+            self.config.app_timeouts,
+            state_file=folder / "app.json",
+        )
+        app.listeners.append(lambda _stage, _text: self._changed.set())
+        self._extra_apps.append(app)
+        return phone, app
+
+    @property
+    def apps(self) -> list[InvoicingApp]:
+        """Every app this world started (the technician's, colleagues', restarted ones)."""
+        return list(self._extra_apps)
+
+    def add_phone(self, number: int) -> InvoicingApp:
+        """Another phone of the same merchant (a colleague's), with its own app and data."""
+        address = f"C0:99:88:77:66:{number + 1:02X}"
+        _, app = self.run(
+            self._new_phone(f"Téléphone {number}", address, self.data_dir / f"phone-{number}")
+        )
+        return app
+
+    async def _restart_terminal(self) -> None:
+        await self.terminal.stop()
+        self._remove_controller(self.terminal.device)
+        await self._start_terminal()
+
+    async def _restart_phone(self) -> None:
+        if self.app.link is not None:
+            await self.app.link.disconnect()
+            self.app.link = None
+        await self.app.backend.close()
+        await self.phone.stop()
+        self._remove_controller(self.phone.device)
+        await self._start_phone()
+
+    def _remove_controller(self, device: Device) -> None:
+        controller = device.host.controller if device.host else None
+        if isinstance(controller, Controller):
+            self.link.remove_controller(controller)
 
     def _device(self, name: str, address: str) -> Device:
         controller = Controller(name, link=self.link, public_address=address)
@@ -182,15 +265,20 @@ class World:
             self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     async def _teardown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.app.link is not None:
-            await self.app.link.disconnect()
-        await self.app.backend.close()
-        await self.phone.stop()
+        for app in self._extra_apps:
+            if app.link is not None:
+                await app.link.disconnect()
+            await app.backend.close()
+            if app.phone.device.powered_on:
+                await app.phone.stop()
         await self.terminal.stop()
         await self.backend.stop()
 
@@ -269,11 +357,74 @@ class World:
             None,
         )
 
+    async def _user_types_passkey(self) -> str | None:
+        """The technician reads the passkey on the terminal's screen and types it."""
+        await self.wait_until(
+            lambda: any(line.startswith("CODE ") for line in self.terminal.engine.screen.lines),
+            "the terminal to show its passkey",
+            30.0,
+        )
+        lines = self.terminal.engine.screen.lines
+        shown = next(line for line in lines if line.startswith("CODE "))
+        code = shown.removeprefix("CODE ")
+        if self.config.pairing_answer == "refuse_on_phone":
+            return None
+        if self.config.pairing_answer == "refuse_on_terminal":  # a typo: the wrong passkey
+            return f"{(int(code) + 1) % 1_000_000:06d}"
+        return code
+
+    def use_terminal(self, profile: str) -> None:
+        """Put another terminal (a profile of terminals.yaml) in the shop instead."""
+        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        if profile not in profiles:
+            raise ProfileError(
+                f"no terminal profile {profile!r} in terminals.yaml (known: {', '.join(profiles)})"
+            )
+        self.profile = profiles[profile]
+        self.terminal_data = TerminalDataFolder(
+            self.data_dir / f"terminal-{self.profile.serial}", self.profile.serial
+        )
+        self.run(self._restart_terminal())
+
+    def switch_off_terminal(self) -> None:
+        """The terminal is switched off: nothing answers on the air any more."""
+        self.run(self.terminal.stop())
+        self._remove_controller(self.terminal.device)
+
+    def restart_terminal(self) -> None:
+        """Switch the terminal off and on (same data folder: bonds and setup are kept)."""
+        self.run(self._restart_terminal())
+
+    def restart_app(self) -> None:
+        """Kill and restart the phone's app (same data folder: bond and association kept)."""
+        self.run(self._restart_phone())
+
+    def factory_reset_terminal(self) -> None:
+        """The merchant's factory reset: no bond, no configuration."""
+        self.run(self.terminal.factory_reset())
+
+    def forget_terminal(self) -> None:
+        """ "Oublier ce terminal" in the app."""
+        self.run(self.app.forget_terminal())
+
     def card(self, key: str) -> VirtualCard:
-        """The cardholder's card ``key`` from the catalogue (one physical card per key)."""
+        """The cardholder's card ``key`` from the catalogue (one physical card per key),
+        personalised with its issuer's keys (``keys.yaml``) so that it makes real ARQCs."""
         if key not in self._cards:
-            self._cards[key] = VirtualCard(self.catalogue[key])
+            self._cards[key] = self.keys.personalise(self.catalogue[key])
         return self._cards[key]
+
+    def _inject_card_data_key(self, engine: TerminalEngine) -> None:
+        """The key-injection facility's part, until first setup injects the key: the
+        terminal's AES DUKPT initial key from ``keys.yaml``, and the transaction counter its
+        previous power-on reached (a counter is never used twice)."""
+        previous = getattr(self, "terminal", None)
+        if previous is not None and previous.engine.card_data_keys is not None:
+            serial = previous.engine.profile.serial
+            self._dukpt_counters[serial] = previous.engine.card_data_keys.counter
+        serial = engine.profile.serial
+        initial_key, initial_key_id = self.keys.terminal_keys(serial)
+        engine.load_initial_key(initial_key, initial_key_id, self._dukpt_counters.get(serial, 0))
 
     # ------------------------------------------------------------------ sync facade
     def associate(self) -> None:
@@ -300,7 +451,7 @@ class World:
             self.wait_until(
                 lambda: task.done() or self.terminal.engine.state.value == "waiting_for_card",
                 "the terminal to ask for the card",
-                self.config.app_timeouts.terminal_reply + 30.0,
+                FLOW_START_TIMEOUT,
             )
         )
         if task.done():

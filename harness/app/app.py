@@ -6,13 +6,16 @@ the demo read exactly what a technician would read on the phone.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.app.backend_client import BackendClient, BackendError, BackendUnreachable
-from harness.app.phone import PhoneError, TerminalLink, VirtualPhone
+from harness.app.phone import FoundTerminal, PhoneError, TerminalLink, VirtualPhone
 from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
@@ -27,6 +30,9 @@ from simulator.protocol.messages import (
     Event,
     PaymentRequest,
     PaymentResponse,
+    SetupProgress,
+    SetupRequest,
+    SetupResponse,
 )
 from simulator.terminal import format_amount
 
@@ -50,8 +56,10 @@ StageListener = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class AppTimeouts:
-    scan: float = 30.0
+    scan: float = 30.0  # no terminal heard within this: "aucun terminal trouvé"
+    scan_window: float = 3.0  # how long the terminal list collects answers
     connect: float = 10.0
+    setup_step: float = 120.0  # longest wait between two progress reports of first setup
     terminal_reply: float = 10.0  # a command's immediate answer
     payment: float = 180.0  # card presentation + PIN + authorisation, as the terminal allows
 
@@ -89,6 +97,7 @@ class AssociatedTerminal:
     model: str
     firmware: str
     battery: int
+    address: str
 
 
 class InvoicingApp:
@@ -97,10 +106,13 @@ class InvoicingApp:
         phone: VirtualPhone,
         backend: BackendClient,
         timeouts: AppTimeouts | None = None,
+        state_file: Path | None = None,
     ) -> None:
+        """``state_file``: where the app remembers its associated terminal across restarts."""
         self.phone = phone
         self.backend = backend
         self.timeouts = timeouts or AppTimeouts()
+        self.state_file = state_file
         self.screen: list[str] = []
         self.terminal: AssociatedTerminal | None = None
         self.link: TerminalLink | None = None
@@ -108,6 +120,7 @@ class InvoicingApp:
         self._paying = False
         self._approval_relayed = False
         self._current: tuple[TerminalLink, str] | None = None  # the transaction in progress
+        self._load_state()
 
     def show(self, stage: str, text: str) -> None:
         """Display ``text`` to the user and tell the listeners which ``stage`` it is."""
@@ -117,35 +130,160 @@ class InvoicingApp:
             listener(stage, text)
 
     # ------------------------------------------------------------------ association
-    async def associate_terminal(self) -> AssociatedTerminal:
-        """Menu "Terminaux de Paiement (TPE)": find, pair and register the terminal."""
+    async def list_terminals(self) -> list[FoundTerminal]:
+        """Menu "Terminaux de Paiement (TPE)": the terminals in range, strongest first."""
         self.show("menu", f"Menu › {MENU_TERMINALS}")
         if not self.phone.bluetooth_on:
             raise self._fail(PhoneError("bluetooth_off", "Activez le Bluetooth du téléphone."))
         if not self.phone.location_on:
-            raise self._fail(PhoneError("location_off", "Activez la localisation (GPS)."))
+            raise self._fail(
+                PhoneError(
+                    "location_off",
+                    "Activez la localisation (GPS) du téléphone : Android l'exige pour "
+                    "rechercher les terminaux Bluetooth.",
+                )
+            )
         self.show("scan", "Recherche des terminaux à proximité…")
         try:
-            found = await self.phone.scan(self.timeouts.scan)
-            self.show("found", f"Terminal trouvé : {found.name} (signal {found.rssi} dBm)")
-            link = await self.phone.connect(found, self.timeouts.connect)
+            terminals = await self.phone.scan_all(self.timeouts.scan_window)
+            if not terminals:  # keep listening until the scan timeout for a late one
+                late = self.timeouts.scan - self.timeouts.scan_window
+                terminals = [await self.phone.scan(max(late, 0.0))]
+        except PhoneError as error:
+            raise self._fail(error) from None
+        for found in terminals:
+            battery = f"batterie {found.battery} %" if found.battery is not None else ""
+            self.show(
+                "found",
+                f"Terminal trouvé : {found.name} — n° {found.serial} — "
+                f"signal {found.rssi} dBm — {battery}".rstrip(" —"),
+            )
+        return terminals
+
+    async def associate_terminal(self, name: str | None = None) -> AssociatedTerminal:
+        """Find the terminal (``name``, the one already associated, or the first in range),
+        pair with it — or re-encrypt if already bonded —, register it, and run its first
+        setup when it has never been configured."""
+        terminals = await self.list_terminals()
+        wanted = name or (self.terminal.name if self.terminal else None)
+        chosen = next((t for t in terminals if t.name == wanted), None) if wanted else None
+        if wanted and chosen is None:
+            raise self._fail(
+                PhoneError("terminal_not_found", f"Le terminal {wanted} n'est pas à portée.")
+            )
+        found = chosen or terminals[0]
+        bonded = await self.phone.is_bonded(found)
+
+        async def check(link: TerminalLink) -> None:
+            # Before any pairing: a terminal the backend refuses leaves no bond behind.
+            serial, _model, _firmware = await link.read_identity()
+            try:
+                await self.backend.check_terminal(serial)
+            except BackendError as error:
+                raise PhoneError(error.code, error.message) from None
+
+        try:
+            link = await self.phone.connect(found, self.timeouts.connect, before_pairing=check)
         except PhoneError as error:
             raise self._fail(error) from None
         self.link = link
-        code = self.phone.last_pairing_code
-        how = f"code {code} confirmé" if code else "sans code : liaison non sécurisée"
-        self.show("paired", f"Terminal {found.name} appairé ({how})")
+        if bonded:
+            self.show("paired", f"Terminal {found.name} reconnecté (appairage conservé)")
+        else:
+            code = self.phone.last_pairing_code
+            how = f"code {code} confirmé" if code else "sans code : liaison non sécurisée"
+            self.show("paired", f"Terminal {found.name} appairé ({how})")
         await link.send(DiagnosisRequest())
         info = await self._reply_to(link, expect=DiagnosisResponse)
-        self.terminal = AssociatedTerminal(
-            found.name, info.serial, info.model, info.firmware, info.battery
-        )
         try:
             await self.backend.register_terminal(info.serial, info.model, info.firmware)
         except BackendError as error:
+            await link.disconnect()
+            self.link = None
             raise self._fail(PhoneError(error.code, error.message)) from None
+        if not info.configured:
+            info = await self._set_up_terminal(link, info)
+        self.terminal = AssociatedTerminal(
+            found.name, info.serial, info.model, info.firmware, info.battery, str(found.address)
+        )
+        self._save_state()
         self.show("associated", f"Terminal {info.serial} associé à votre compte")
         return self.terminal
+
+    async def _set_up_terminal(
+        self, link: TerminalLink, info: DiagnosisResponse
+    ) -> DiagnosisResponse:
+        """First association: the terminal downloads its configuration (and a firmware
+        update if one is pending). Minutes of loop time; progress shown as it comes."""
+        self.show(
+            "setup", "Première configuration du terminal : cela peut prendre plusieurs minutes"
+        )
+        try:
+            merchant = await self.backend.merchant()
+        except BackendError as error:
+            raise self._fail(PhoneError(error.code, error.message)) from None
+        await link.send(
+            SetupRequest(
+                merchant_id=str(merchant["id"]),
+                merchant_name=str(merchant["name"]),
+                city=str(merchant["city"]),
+                contract_number=str(merchant["contract_number"]),
+            )
+        )
+        await self._reply_to(link, expect=CommandAccepted)
+        while True:
+            try:
+                event = await link.next_event(self.timeouts.setup_step)
+            except PhoneError as error:
+                if error.code == "link_lost":
+                    self.link = None
+                    error = PhoneError(
+                        "setup_interrupted",
+                        "Configuration du terminal interrompue : rapprochez le téléphone et "
+                        "relancez l'association, elle reprendra où elle s'est arrêtée.",
+                    )
+                raise self._fail(error) from None
+            match event:
+                case SetupProgress():
+                    self.show("setup_progress", event.message)
+                case SetupResponse():
+                    self.show("setup_done", f"{event.message} (logiciel {event.firmware})")
+                    await link.send(DiagnosisRequest())
+                    return await self._reply_to(link, expect=DiagnosisResponse)
+                case DisplayUpdate():
+                    pass
+                case _:
+                    log.debug("ignored event during setup: %r", event)
+
+    async def forget_terminal(self) -> None:
+        """ "Oublier ce terminal": drop the bond and the app's association with it."""
+        terminal = self.terminal
+        if terminal is None:
+            raise self._fail(PhoneError("no_terminal", "Aucun terminal associé."))
+        if self.link is not None:
+            await self.link.disconnect()
+            self.link = None
+        await self.phone.forget(terminal.address)
+        self.terminal = None
+        self._save_state()
+        self.show("forgotten", f"Terminal {terminal.name} oublié")
+
+    def _save_state(self) -> None:
+        if self.state_file is None:
+            return
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        data = {"terminal": dataclasses.asdict(self.terminal) if self.terminal else None}
+        self.state_file.write_text(json.dumps(data), encoding="utf-8")
+
+    def _load_state(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+            if data.get("terminal"):
+                self.terminal = AssociatedTerminal(**data["terminal"])
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable app state %s: %s", self.state_file, exc)
 
     # ------------------------------------------------------------------ payment
     async def pay_invoice(self, number: str) -> PaymentOutcome:
@@ -340,6 +478,10 @@ class InvoicingApp:
 
     async def pay_with_saved_card(self, number: str, payment_method_id: str) -> dict[str, Any]:
         """Invoice › "Payer avec la carte enregistrée": the backend charges the saved card."""
+        if self._paying:
+            raise self._fail(
+                PhoneError("payment_in_progress", "Un paiement est déjà en cours sur le terminal.")
+            )
         self.show("button", f"{BUTTON_PAY_WITH_SAVED_CARD} (facture {number})")
         try:
             result = await self.backend.pay_with_token(number, payment_method_id)
@@ -440,6 +582,7 @@ class InvoicingApp:
             response_code=str(decision["response_code"]),
             authorisation_code=decision.get("authorisation_code"),
             message=str(decision.get("message", "")),
+            arpc=decision.get("arpc"),
         )
 
     async def _reply_to(self, link: TerminalLink, expect: type[E]) -> E:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +32,8 @@ class BackendClient:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
+        #: every response body received, as received (for the card-number leak scan)
+        self.received: list[str] = []
 
     async def close(self) -> None:
         if self._session is not None:
@@ -44,9 +47,15 @@ class BackendClient:
             async with self._session.request(
                 method, f"{self.base_url}{path}", json=body
             ) as response:
-                data = await response.json(content_type=None)
+                text = await response.text()
+                self.received.append(text)
+                data = json.loads(text) if text else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnreachable(repr(exc)) from exc
+        except ValueError as exc:  # not JSON: a proxy's error page, a crash
+            raise BackendError(
+                response.status, "invalid_response", "Réponse illisible du serveur."
+            ) from exc
         if response.status >= 400:
             error = data.get("error", {}) if isinstance(data, dict) else {}
             raise BackendError(
@@ -101,6 +110,18 @@ class BackendClient:
             "GET", f"/api/payments/{quote(payment_id, safe='')}/receipts"
         )
         return result
+
+    async def merchant(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/api/merchant")
+        return result
+
+    async def check_terminal(self, serial: str) -> None:
+        """Raises :class:`BackendError` (409) when another merchant account holds it."""
+        try:
+            await self.request("GET", f"/api/terminals/{quote(serial, safe='')}")
+        except BackendError as error:
+            if error.code != "terminal_not_found":
+                raise
 
     async def register_terminal(self, serial: str, model: str, firmware: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(

@@ -6,15 +6,18 @@ Bumble is imported on this side only here (and in the rig that wires links).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from bumble import att, core
+from bumble import att, core, gatt
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
+from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 
 from simulator.ble import PAYMENT_SERVICE_UUID, PaymentServiceProxy
@@ -24,11 +27,14 @@ from simulator.protocol.messages import Command, Event
 log = logging.getLogger(__name__)
 
 PREFERRED_MTU = 517
+ENCRYPTION_TIMEOUT = 10.0
 TERMINAL_NAME_PREFIX = "TPE-"
 MESSAGE_LOG_SIZE = 64
 
 #: The user's answer to "does this code match the terminal's screen?"
 CodeConfirmer = Callable[[str], Awaitable[bool]]
+#: The user types the passkey the terminal shows (None: gives up).
+PasskeyTyper = Callable[[], Awaitable[str | None]]
 
 
 class PhoneError(Exception):
@@ -45,17 +51,50 @@ class FoundTerminal:
     address: Address
     name: str
     rssi: int
+    battery: int | None = None
+
+    @property
+    def serial(self) -> str:
+        return self.name.removeprefix(TERMINAL_NAME_PREFIX)
+
+
+def _terminal_seen(adv: Advertisement, service: UUID) -> FoundTerminal | None:
+    """A terminal's advertisement: its payment service UUID or a ``TPE-`` name; the battery
+    level rides in the Battery Service's service data."""
+    uuids = adv.data.get(AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS)
+    name = adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
+    if not isinstance(name, str):
+        return None
+    if not (uuids and service in uuids) and not name.startswith(TERMINAL_NAME_PREFIX):
+        return None
+    battery = None
+    service_data = adv.data.get_all(AdvertisingData.SERVICE_DATA_16_BIT_UUID, raw=True)
+    for raw in service_data:
+        if isinstance(raw, bytes) and raw[:2] == b"\x0f\x18" and len(raw) == 3:
+            battery = raw[2]
+    return FoundTerminal(adv.address, name, adv.rssi, battery)
 
 
 class _PhonePairingDelegate(PairingDelegate):
-    def __init__(self, confirm_code: CodeConfirmer) -> None:
-        super().__init__(io_capability=PairingDelegate.DISPLAY_OUTPUT_AND_YES_NO_INPUT)
+    """A phone has a screen and a keyboard: numeric comparison with a terminal that can show
+    a code and take a yes/no, passkey entry with one that can only show it."""
+
+    def __init__(self, confirm_code: CodeConfirmer, type_passkey: PasskeyTyper) -> None:
+        super().__init__(io_capability=PairingDelegate.DISPLAY_OUTPUT_AND_KEYBOARD_INPUT)
         self._confirm_code = confirm_code
+        self._type_passkey = type_passkey
         self.last_code: str | None = None
 
     async def compare_numbers(self, number: int, digits: int) -> bool:
         self.last_code = f"{number:0{digits}d}"
         return await self._confirm_code(self.last_code)
+
+    async def get_number(self) -> int | None:
+        typed = await self._type_passkey()
+        if typed is None or not typed.isdigit() or len(typed) != 6:
+            return None  # refuses the pairing instead of Bumble's default of 0
+        self.last_code = typed
+        return int(typed)
 
     async def confirm(self, auto: bool = False) -> bool:
         return True
@@ -65,15 +104,28 @@ async def _refuse_all(_code: str) -> bool:
     return False
 
 
+async def _type_nothing() -> str | None:
+    return None
+
+
 class VirtualPhone:
     """A phone with Bluetooth and location services, as the app sees it."""
 
-    def __init__(self, device: Device, *, mitm: bool = True) -> None:
+    def __init__(
+        self, device: Device, *, mitm: bool = True, keystore_file: Path | None = None
+    ) -> None:
+        """``keystore_file``: where the phone keeps its bonds (none: in memory)."""
         self.device = device
+        if keystore_file is not None:
+            keystore_file.parent.mkdir(parents=True, exist_ok=True)
+            device.keystore = JsonKeyStore(namespace="phone", filename=str(keystore_file))
         self.bluetooth_on = True
         self.location_on = True
         self.confirm_code: CodeConfirmer = _refuse_all
-        self._delegate = _PhonePairingDelegate(lambda code: self.confirm_code(code))
+        self.type_passkey: PasskeyTyper = _type_nothing
+        self._delegate = _PhonePairingDelegate(
+            lambda code: self.confirm_code(code), lambda: self.type_passkey()
+        )
         if not mitm:  # a careless central: Just Works (used to prove the terminal refuses it)
             self._delegate.io_capability = PairingDelegate.NO_OUTPUT_NO_INPUT
         device.pairing_config_factory = lambda _conn: PairingConfig(
@@ -94,38 +146,75 @@ class VirtualPhone:
     async def stop(self) -> None:
         await self.device.power_off()
 
-    async def scan(self, timeout: float, service: UUID = PAYMENT_SERVICE_UUID) -> FoundTerminal:
-        """The first terminal seen within ``timeout``: one that advertises ``service`` or a
-        ``TPE-`` name (terminals put the name in advertising data, the UUID in the scan
-        response)."""
-        loop = asyncio.get_running_loop()
-        found: asyncio.Future[FoundTerminal] = loop.create_future()
+    async def scan(
+        self, timeout: float, name: str | None = None, service: UUID = PAYMENT_SERVICE_UUID
+    ) -> FoundTerminal:
+        """The first terminal (or the one called ``name``) seen within ``timeout``."""
+        found: asyncio.Future[FoundTerminal] = asyncio.get_running_loop().create_future()
 
+        def on_terminal(terminal: FoundTerminal) -> None:
+            if (name is None or terminal.name == name) and not found.done():
+                found.set_result(terminal)
+
+        async with self._scanning(service, on_terminal):
+            try:
+                return await asyncio.wait_for(found, timeout)
+            except TimeoutError:
+                raise PhoneError(
+                    "no_terminal",
+                    "Aucun terminal trouvé à proximité. Vérifiez qu'il est allumé et proche du "
+                    "téléphone.",
+                ) from None
+
+    async def scan_all(
+        self, duration: float, service: UUID = PAYMENT_SERVICE_UUID
+    ) -> list[FoundTerminal]:
+        """Every terminal heard during ``duration`` seconds, strongest signal first."""
+        seen: dict[str, FoundTerminal] = {}
+
+        def on_terminal(terminal: FoundTerminal) -> None:
+            seen[terminal.name] = terminal
+
+        async with self._scanning(service, on_terminal):
+            await asyncio.sleep(duration)
+        return sorted(seen.values(), key=lambda t: -t.rssi)
+
+    @contextlib.asynccontextmanager
+    async def _scanning(
+        self, service: UUID, on_terminal: Callable[[FoundTerminal], None]
+    ) -> AsyncIterator[None]:
         def on_advertisement(adv: Advertisement) -> None:
-            uuids = adv.data.get(AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS)
-            name = adv.data.get(AdvertisingData.COMPLETE_LOCAL_NAME)
-            is_terminal = bool(uuids and service in uuids) or (
-                isinstance(name, str) and name.startswith(TERMINAL_NAME_PREFIX)
-            )
-            if is_terminal and isinstance(name, str) and not found.done():
-                found.set_result(FoundTerminal(adv.address, name, adv.rssi))
+            terminal = _terminal_seen(adv, service)
+            if terminal is not None:
+                on_terminal(terminal)
 
         self.device.on(self.device.EVENT_ADVERTISEMENT, on_advertisement)
-        await self.device.start_scanning(active=True, filter_duplicates=True)
+        await self.device.start_scanning(active=True, filter_duplicates=False)
         try:
-            return await asyncio.wait_for(found, timeout)
-        except TimeoutError:
-            raise PhoneError(
-                "no_terminal",
-                "Aucun terminal trouvé à proximité. Vérifiez qu'il est allumé et proche du "
-                "téléphone.",
-            ) from None
+            yield
         finally:
             self.device.remove_listener(self.device.EVENT_ADVERTISEMENT, on_advertisement)
             await self.device.stop_scanning()
 
-    async def connect(self, terminal: FoundTerminal, timeout: float) -> TerminalLink:
-        """Connect, raise the MTU, pair (the user compares the code), subscribe."""
+    async def is_bonded(self, terminal: FoundTerminal) -> bool:
+        keystore = self.device.keystore
+        return keystore is not None and await keystore.get(str(terminal.address)) is not None
+
+    async def forget(self, terminal_address: str) -> None:
+        """Delete the bond with a terminal ("Oublier ce terminal")."""
+        keystore = self.device.keystore
+        if keystore is not None and await keystore.get(terminal_address) is not None:
+            await keystore.delete(terminal_address)
+
+    async def connect(
+        self,
+        terminal: FoundTerminal,
+        timeout: float,
+        before_pairing: Callable[[TerminalLink], Awaitable[None]] | None = None,
+    ) -> TerminalLink:
+        """Connect, raise the MTU, pair (the user compares the code), subscribe.
+        ``before_pairing`` runs on the open but unpaired link (e.g. the backend checks the
+        terminal may be associated): if it raises, nothing has been paired or stored."""
         try:
             connection = await self.device.connect(terminal.address, timeout=timeout)
         except TimeoutError:
@@ -134,7 +223,7 @@ class VirtualPhone:
             ) from None
         link = TerminalLink(connection)
         try:
-            await link.open()
+            await link.open(bonded=await self.is_bonded(terminal), before_pairing=before_pairing)
         except BaseException:
             # A half-open link would keep the terminal from advertising: close it.
             await link.disconnect()
@@ -147,6 +236,19 @@ def link_lost() -> PhoneError:
         "link_lost",
         "Connexion Bluetooth perdue avec le terminal. Rapprochez le téléphone du terminal et "
         "réessayez.",
+    )
+
+
+def _pairing_failure(exc: BaseException) -> tuple[str, str]:
+    if "PAIRING_NOT_SUPPORTED" in str(exc):
+        return (
+            "terminal_full",
+            "Le terminal refuse un nouveau téléphone : il en connaît déjà le maximum. "
+            "Oubliez le terminal sur un autre téléphone ou réinitialisez-le.",
+        )
+    return (
+        "pairing_failed",
+        "L'appairage avec le terminal a échoué : les codes n'ont pas été confirmés.",
     )
 
 
@@ -169,16 +271,32 @@ class TerminalLink:
         if not self.disconnected.done():
             self.disconnected.set_result(reason)
 
-    async def open(self) -> None:
+    async def open(
+        self,
+        bonded: bool = False,
+        before_pairing: Callable[[TerminalLink], Awaitable[None]] | None = None,
+    ) -> None:
+        """MTU, security, service discovery and subscription (after every connection: Bumble
+        keeps no subscription across reconnections). A bonded phone re-encrypts with its
+        stored key instead of pairing again."""
         mtu = await self.peer.request_mtu(PREFERRED_MTU)
         self.endpoint.att_mtu = mtu
-        try:
-            await self.connection.pair()
-        except Exception as exc:  # bumble raises ProtocolError subclasses on refusal
-            raise PhoneError(
-                "pairing_failed",
-                "L'appairage avec le terminal a échoué : les codes n'ont pas été confirmés.",
-            ) from exc
+        if bonded:
+            try:
+                await asyncio.wait_for(self.connection.encrypt(), ENCRYPTION_TIMEOUT)
+            except Exception as exc:  # the terminal lost our bond: its LTK request fails
+                raise PhoneError(
+                    "pair_again",
+                    "Le terminal ne reconnaît plus ce téléphone : oubliez-le dans le menu "
+                    "Terminaux de Paiement (TPE), puis associez-le à nouveau.",
+                ) from exc
+        else:
+            if before_pairing is not None:
+                await before_pairing(self)
+            try:
+                await self.connection.pair()
+            except Exception as exc:  # bumble raises ProtocolError subclasses on refusal
+                raise PhoneError(*_pairing_failure(exc)) from exc
         await self.peer.discover_services([PAYMENT_SERVICE_UUID])
         services = self.peer.get_services_by_uuid(PAYMENT_SERVICE_UUID)
         if not services:
@@ -186,6 +304,20 @@ class TerminalLink:
         await services[0].discover_characteristics()
         self._proxy = PaymentServiceProxy(services[0])
         await self.peer.subscribe(self._proxy.event, self._on_notification)
+
+    async def read_identity(self) -> tuple[str, str, str]:
+        """Serial, model and firmware from the Device Information service (readable before
+        pairing, as on real terminals)."""
+
+        async def read(uuid: UUID) -> str:
+            values = await self.peer.read_characteristics_by_uuid(uuid)
+            return bytes(values[0]).decode() if values else ""
+
+        return (
+            await read(gatt.GATT_SERIAL_NUMBER_STRING_CHARACTERISTIC),
+            await read(gatt.GATT_MODEL_NUMBER_STRING_CHARACTERISTIC),
+            await read(gatt.GATT_FIRMWARE_REVISION_STRING_CHARACTERISTIC),
+        )
 
     @property
     def proxy(self) -> PaymentServiceProxy:

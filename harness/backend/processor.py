@@ -1,9 +1,12 @@
 """The simulated card processor and issuer: an authorisation decision without I/O.
 
-The processor holds the terminal keys and the card catalogue (shared fixtures). It opens the
-card-data blob the terminal sealed, finds the card by PAN and answers with an ISO 8583
-response code. The PAN lives only inside :meth:`Processor.authorise`; what leaves is the masked
-PAN, the card's catalogue key (the issuer's name for it) and the decision.
+The processor holds the AES DUKPT base derivation keys, the issuers' EMV master keys and the
+card catalogue (shared fixtures). It opens the card-data blob the terminal sealed (deriving
+its key from the blob's key serial number), finds the card by PAN, checks the card's
+cryptogram and answers with an ISO 8583 response code and, once the cryptogram is verified,
+the issuer authentication data (tag 91: the ARPC) the chip checks. The PAN lives only inside
+:meth:`Processor.authorise`; what leaves is the masked PAN, the card's catalogue key (the
+issuer's name for it) and the decision.
 
 What the issuer remembers between authorisations (the online PIN try counter, the PSD2
 contactless counters) is a :class:`CardState` per card that the caller keeps (the store) and
@@ -13,6 +16,12 @@ payment does to the counters (:attr:`Decision.on_capture`).
 Decision rules, in this order (the first that applies answers):
 
 1. unknown PAN → ``05``;
+1b. card authentication (:data:`CRYPTOGRAM_FAILED`, ``05``, and no ARPC): the EMV data must
+   hold the request's amount (``9F02``) and currency (``5F2A``), an ARQC (``9F26``) that the
+   card's keys compute over that data (:mod:`simulator.cards.cryptogram`: a changed amount,
+   date, unpredictable number… breaks it), and an ATC (``9F36``) above the last one the issuer
+   saw for that card (:attr:`CardState.last_atc`; the same or a lower one is a replay). A
+   verified ATC is remembered whatever the decision that follows;
 2. card reported lost → ``41``, stolen → ``43``;
 3. expired → ``54``;
 4. cardholder verification: online PIN (``cvm="online_pin"``, the PIN sealed in the card
@@ -58,13 +67,14 @@ d'empreinte"):
 
 * :meth:`Processor.verify`, the **zero-amount account verification** the terminal runs to
   capture a card without charging it (``amount_cents`` = 0). Rules, in this order: unknown PAN
-  → ``05``; lost ``41`` / stolen ``43``; expired ``54``; PIN blocked at the issuer (try counter
-  at 0, whatever the CVM) → ``75``; online PIN checked as for a payment (``55``/``75``, the
-  counter moves); the issuer's own answer when it is not ``00``; otherwise ``85`` (no reason to
-  decline). No cents rule, no limits, no PSD2 counters: nothing is charged. A verified card
-  comes back with what may be saved of it (:class:`VerifiedCard`: the brand the terminal
-  routed to, as a payment records it, the last 4 digits, the expiry in the issuer's records
-  and a keyed fingerprint of the PAN), never the PAN.
+  → ``05``; card authentication as above (``05``); lost ``41`` / stolen ``43``; expired
+  ``54``; PIN blocked at the issuer (try counter at 0, whatever the CVM) → ``75``; online
+  PIN checked as for a payment (``55``/``75``, the counter moves); the issuer's own answer
+  when it is not ``00``; otherwise ``85`` (no reason to decline). No cents rule, no limits,
+  no PSD2 counters: nothing is charged. A verified card comes back with what may be saved of
+  it (:class:`VerifiedCard`: the brand the terminal routed to, as a payment records it, the
+  last 4 digits, the expiry in the issuer's records and a keyed fingerprint of the PAN), never
+  the PAN.
 * :meth:`Processor.charge_on_file`, a **merchant-initiated payment with a saved card**: the
   card is named by its catalogue key (``card_ref``), there is no card data, no terminal and no
   cardholder (entry mode ``credential_on_file``, CVM ``none``). The payment rules above apply
@@ -85,17 +95,22 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
 
+from simulator.cards.cryptogram import CardCryptography, IssuerMasterKeys
 from simulator.protocol.carddata import (
     CardDataError,
     SensitiveCardData,
     associated_data,
-    key_id_of,
     mask_pan,
     open_sealed,
 )
 from simulator.protocol.response_codes import ACCOUNT_VERIFIED, APPROVED, response_message
 
 UNKNOWN_CARD = "05"
+#: The card's cryptogram is missing or wrong, its EMV data was altered, or its ATC replayed:
+#: do not honour (the issuer cannot tell a cloned or replayed card from a broken one).
+CRYPTOGRAM_FAILED = "05"
+#: ISO 4217 numeric codes of the currencies the issuer accepts (EMV tag 5F2A).
+CURRENCY_CODES: Mapping[str, str] = {"EUR": "0978"}
 LOST_CARD = "41"
 STOLEN_CARD = "43"
 EXPIRED_CARD = "54"
@@ -182,6 +197,7 @@ class CardState:
     pin_tries: int  # online PIN tries left; 0 = PIN blocked
     contactless_count: int = 0  # contactless payments without SCA since the last SCA
     contactless_cents: int = 0  # their cumulative amount
+    last_atc: int | None = None  # the highest verified application transaction counter
 
     def after_capture(self, effect: CaptureEffect, amount_cents: int) -> CardState:
         """The state once a payment with this capture ``effect`` is captured."""
@@ -244,6 +260,10 @@ class Decision:
     on_capture: CaptureEffect = "none"  # what capturing this payment does to the counters
     pin_tries_left: int | None = None  # after an online PIN check
     verified_card: VerifiedCard | None = None  # only for a verification answered 85
+    #: issuer authentication data (EMV tag 91, hex): the ARPC, once the ARQC was verified
+    arpc: str | None = None
+    #: why card authentication failed (cryptogram, altered data, replayed ATC), for logs
+    reason: str | None = None
 
     @property
     def approved(self) -> bool:
@@ -257,8 +277,15 @@ class Decision:
 class Processor:
     """Opens card data with the terminal's key and decides as the card's issuer would."""
 
-    def __init__(self, terminal_keys: Mapping[str, bytes], cards: Iterable[IssuerCard]) -> None:
-        self._keys = dict(terminal_keys)
+    def __init__(
+        self,
+        bdks: Mapping[bytes, bytes],
+        cards: Iterable[IssuerCard],
+        issuer_keys: Mapping[str, IssuerMasterKeys],
+    ) -> None:
+        self._bdks = dict(bdks)  # BDK ID (4 bytes, the start of every KSN) -> AES DUKPT BDK
+        self._issuer_keys = {brand.upper(): keys for brand, keys in issuer_keys.items()}
+        self._crypto: dict[tuple[str, str], CardCryptography] = {}
         self._cards: dict[str, IssuerCard] = {}
         self._by_key: dict[str, IssuerCard] = {}
         for card in cards:
@@ -268,11 +295,14 @@ class Processor:
                 raise ValueError(
                     f"cards {self._cards[card.pan].key!r} and {card.key!r} have the same PAN"
                 )
+            if card.brand.upper() not in self._issuer_keys:
+                raise ValueError(f"card {card.key!r}: no issuer master keys for {card.brand}")
             self._by_key[card.key] = card
             self._cards[card.pan] = card
 
     def __repr__(self) -> str:
-        return f"Processor(terminals={sorted(self._keys)!r}, cards={len(self._cards)})"
+        bdk_ids = sorted(bdk_id.hex().upper() for bdk_id in self._bdks)
+        return f"Processor(bdks={bdk_ids!r}, cards={len(self._cards)})"
 
     def authorise(
         self,
@@ -293,6 +323,9 @@ class Processor:
         if card is None:
             return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
         state = (card_states or {}).get(card.key) or card.initial_state()
+        failure, state = self._authenticate_card(card, data, request, state)
+        if failure is not None:
+            return self._refuse_card(card, masked, state, failure)
         code, state = self._decide(card, state, request, data.pin, today)
         if request.cvm in PIN_CVMS:
             effect: CaptureEffect = "reset"
@@ -307,6 +340,7 @@ class Processor:
             card_state=state,
             on_capture=effect,
             pin_tries_left=state.pin_tries if request.cvm == "online_pin" else None,
+            arpc=self._arpc(card, data, request, code),
         )
 
     def verify(
@@ -332,6 +366,9 @@ class Processor:
         if card is None:
             return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
         state = (card_states or {}).get(card.key) or card.initial_state()
+        failure, state = self._authenticate_card(card, data, request, state)
+        if failure is not None:
+            return self._refuse_card(card, masked, state, failure)
         code, state = self._decide_verification(card, state, request, data.pin, today)
         verified = None
         if code == ACCOUNT_VERIFIED:
@@ -350,6 +387,7 @@ class Processor:
             card_state=state,
             pin_tries_left=state.pin_tries if request.cvm == "online_pin" else None,
             verified_card=verified,
+            arpc=self._arpc(card, data, request, code),
         )
 
     def charge_on_file(
@@ -390,13 +428,57 @@ class Processor:
             on_capture="none",
         )
 
+    def _cryptography(self, card: IssuerCard, pan_sequence: str) -> CardCryptography:
+        """The card's ICC keys, derived from its issuer's master keys (kept per card)."""
+        key = (card.key, pan_sequence)
+        if key not in self._crypto:
+            issuer_keys = self._issuer_keys[card.brand.upper()]
+            self._crypto[key] = CardCryptography(card.brand, issuer_keys, card.pan, pan_sequence)
+        return self._crypto[key]
+
+    def _authenticate_card(
+        self,
+        card: IssuerCard,
+        data: SensitiveCardData,
+        request: AuthorisationRequest,
+        state: CardState,
+    ) -> tuple[str | None, CardState]:
+        """Card authentication (rule 1b): ``(None, state with the new ATC)`` when the ARQC
+        verifies over unaltered data with a fresh ATC, else ``(why, state unchanged)``."""
+        emv = request.emv
+        if emv.get("9F02") != f"{request.amount_cents:012d}":
+            return "EMV amount (9F02) differs from the request's", state
+        if emv.get("5F2A") != CURRENCY_CODES.get(request.currency):
+            return "EMV currency (5F2A) differs from the request's", state
+        if not emv.get("9F26"):
+            return "no application cryptogram (9F26)", state
+        if not self._cryptography(card, data.pan_sequence).verify_arqc(emv):
+            return "the application cryptogram (9F26) does not verify", state
+        atc = int(emv["9F36"], 16)  # verify_arqc checked that it is hex
+        if state.last_atc is not None and atc <= state.last_atc:
+            return f"ATC {atc} is not above the last one seen ({state.last_atc}): replay", state
+        return None, replace(state, last_atc=atc)
+
+    @staticmethod
+    def _refuse_card(card: IssuerCard, masked: str, state: CardState, why: str) -> Decision:
+        return Decision(
+            response_code=CRYPTOGRAM_FAILED,
+            masked_pan=masked,
+            card_ref=card.key,
+            card_state=state,
+            reason=why,
+        )
+
+    def _arpc(
+        self, card: IssuerCard, data: SensitiveCardData, request: AuthorisationRequest, code: str
+    ) -> str:
+        """Tag 91 answering the (verified) ARQC of ``request`` with ``code``."""
+        crypto = self._cryptography(card, data.pan_sequence)
+        return crypto.issuer_authentication_data(request.emv["9F26"], request.emv["9F36"], code)
+
     def _open(self, request: AuthorisationRequest) -> SensitiveCardData:
-        key_id = key_id_of(request.card_data)
-        key = self._keys.get(key_id)
-        if key is None:
-            raise CardDataError(f"no key for terminal {key_id!r}")
         aad = associated_data(request.transaction_id, request.amount_cents, request.currency)
-        return open_sealed(key, request.card_data, aad)
+        return open_sealed(self._bdks, request.card_data, aad)
 
     @staticmethod
     def _decide(

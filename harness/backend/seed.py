@@ -18,8 +18,8 @@ from faker import Faker
 
 from harness.backend.processor import IssuerCard, Processor
 from harness.backend.store import BackendStore, BillingSettings, InvoiceLine, Merchant
+from harness.keys import load_keys
 from simulator.cards import CardProfile, Catalogue
-from simulator.terminal import load_profiles
 
 SERVICE_LABELS = (
     "Déplacement",
@@ -97,16 +97,18 @@ def load_seed_settings(fixtures: Path) -> SeedSettings:
 
 
 def load_processor(fixtures: Path) -> Processor:
-    """The processor with the terminal keys and card catalogue of the fixtures.
+    """The processor with the test keys (``keys.yaml``: DUKPT BDKs, issuers' master keys) and
+    the card catalogue of the fixtures.
 
-    Uses the same validated loaders as the terminal side: these files are shared fixtures
-    (the terminals' key table and the issuers' card records), not terminal internals.
+    Uses the same validated loaders as the world builder: these files are shared fixtures
+    (the key "HSM" and the issuers' card records), not terminal internals.
     """
-    terminals = load_profiles(fixtures / "terminals.yaml").values()
+    keys = load_keys(fixtures)
     cards = Catalogue.load(fixtures / "cards.yaml").values()
     return Processor(
-        terminal_keys={t.serial: t.card_data_key for t in terminals},
+        bdks=keys.bdks,
         cards=[issuer_card(card) for card in cards],
+        issuer_keys=keys.issuer_master_keys,
     )
 
 
@@ -138,7 +140,7 @@ def empty_store(fixtures: Path, *, seed: int = 0) -> BackendStore:
     """The merchant and billing settings of the fixtures, with no customer yet."""
     path = fixtures / "merchant.yaml"
     merchant = _section(path, "merchant")
-    return BackendStore(
+    store = BackendStore(
         Merchant(
             id=_field(path, merchant, "id", str),
             name=_field(path, merchant, "name", str),
@@ -148,6 +150,11 @@ def empty_store(fixtures: Path, *, seed: int = 0) -> BackendStore:
         BillingSettings(tpe_enabled=_field(path, merchant, "tpe_enabled", bool)),
         seed=seed,
     )
+    elsewhere = _load(path).get("terminals_of_other_merchants") or {}
+    if not isinstance(elsewhere, dict):
+        raise FixtureError(f"{path}: 'terminals_of_other_merchants' must map serial to merchant")
+    store.terminals_elsewhere = {str(serial): str(owner) for serial, owner in elsewhere.items()}
+    return store
 
 
 def seed_store(

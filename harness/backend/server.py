@@ -75,6 +75,8 @@ ERROR_STATUS: Mapping[str, int] = {
     "payment_in_progress": 409,
     "result_conflict": 409,
     "terminal_not_associated": 409,
+    "terminal_owned_elsewhere": 409,
+    "terminal_not_found": 404,
     "transaction_mismatch": 409,
     "amount_mismatch": 422,
     "card_data_invalid": 422,
@@ -136,6 +138,8 @@ class BackendServer:
         self.app[BACKEND] = self
         self.app.add_routes(
             [
+                web.get("/api/merchant", self.get_merchant),
+                web.get("/api/terminals/{serial}", self.get_terminal),
                 web.get("/api/billing/settings", self.get_billing_settings),
                 web.put("/api/billing/settings", self.put_billing_settings),
                 web.get("/api/terminals", self.list_terminals),
@@ -220,6 +224,29 @@ class BackendServer:
     async def list_terminals(self, request: web.Request) -> web.Response:
         terminals = [terminal_json(t) for t in self.store.terminals.values()]
         return web.json_response({"terminals": terminals})
+
+    async def get_merchant(self, request: web.Request) -> web.Response:
+        """The merchant configuration a terminal downloads at its first setup."""
+        merchant = self.store.merchant
+        return web.json_response(
+            {
+                "id": merchant.id,
+                "name": merchant.name,
+                "city": merchant.city,
+                "contract_number": merchant.contract_number,
+            }
+        )
+
+    async def get_terminal(self, request: web.Request) -> web.Response:
+        """A terminal of this merchant (200), one it may associate (404 terminal_not_found),
+        or one another merchant holds (409 terminal_owned_elsewhere): the app asks before
+        pairing, so that a refused terminal leaves no bond behind."""
+        serial = request.match_info["serial"]
+        self.store.check_terminal_available(serial)
+        terminal = self.store.terminals.get(serial)
+        if terminal is None:
+            raise BackendError("terminal_not_found", f"Le terminal {serial} n'est pas associé.")
+        return web.json_response(terminal_json(terminal))
 
     async def associate_terminal(self, request: web.Request) -> web.Response:
         body = await _json_object(request)
@@ -307,6 +334,7 @@ class BackendServer:
                 "authorisation_code": payment.authorisation_code,
                 "message": decision.message,
                 "pin_tries_left": decision.pin_tries_left,
+                "arpc": decision.arpc,
             }
         )
 
@@ -369,6 +397,7 @@ class BackendServer:
                 "response_code": decision.response_code,
                 "approved": decision.response_code == ACCOUNT_VERIFIED,
                 "message": decision.message,
+                "arpc": decision.arpc,
             }
         )
 

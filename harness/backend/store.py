@@ -347,6 +347,8 @@ class BackendStore:
         self.invoices: dict[str, Invoice] = {}
         self.payments: dict[str, Payment] = {}
         self.terminals: dict[str, Terminal] = {}
+        #: terminals other merchant accounts hold (serial → merchant id): not ours to take
+        self.terminals_elsewhere: dict[str, str] = {}
         self.card_states: dict[str, CardState] = {}  # the issuer's memory, by card key
         self.captures: dict[str, CardCapture] = {}
         self.payment_methods: dict[str, SavedCard] = {}  # saved cards, by id
@@ -470,10 +472,28 @@ class BackendStore:
 
     # -- terminals --------------------------------------------------------------------------
 
+    def _new_transaction_id(self) -> str:
+        """``T`` + 12 hex digits, never all decimal: a receipt's transaction line must not
+        look like a card number to the PAN checks."""
+        token = f"{self._random.getrandbits(48):012x}"
+        if token.isdigit():
+            token = "a" + token[1:]
+        return f"T{token}"
+
+    def check_terminal_available(self, serial: str) -> None:
+        """Refuse a terminal another merchant account holds."""
+        if serial in self.terminals_elsewhere:
+            raise BackendError(
+                "terminal_owned_elsewhere",
+                f"Le terminal {serial} est déjà associé à un autre compte marchand : "
+                "demandez à ce compte de le libérer avant de l'associer au vôtre.",
+            )
+
     def associate_terminal(
         self, serial: str, model: str, firmware: str, now: datetime
     ) -> tuple[Terminal, bool]:
         """Associate a terminal with the merchant; returns it and whether it is new."""
+        self.check_terminal_available(serial)
         known = self.terminals.get(serial)
         if known is not None:
             known.model, known.firmware = model, firmware
@@ -509,7 +529,7 @@ class BackendStore:
         self._refuse_while_money_is_held(invoice)
         self._abort_pending(invoice, now)
         payment = self._new_payment(invoice, amount, "tpe", now)
-        payment.transaction_id = f"T{self._random.getrandbits(48):012x}"
+        payment.transaction_id = self._new_transaction_id()
         payment.terminal_serial = terminal_serial
         return payment
 
@@ -663,7 +683,7 @@ class BackendStore:
         capture = CardCapture(
             id=f"CAP-{len(self.captures) + 1:04d}",
             customer_id=customer.id,
-            transaction_id=f"T{self._random.getrandbits(48):012x}",
+            transaction_id=self._new_transaction_id(),
             terminal_serial=terminal_serial,
             status="pending",
             created_at=now,
@@ -807,7 +827,7 @@ class BackendStore:
         self._refuse_while_money_is_held(invoice)
         self._abort_pending(invoice, now)
         payment = self._new_payment(invoice, amount, "card_on_file", now)
-        payment.transaction_id = f"T{self._random.getrandbits(48):012x}"
+        payment.transaction_id = self._new_transaction_id()
         payment.payment_method_id = method.id
         payment.entry_mode = CREDENTIAL_ON_FILE
         payment.cvm = "none"

@@ -136,6 +136,61 @@ ALIASES: Mapping[str, str] = {
     "le technicien paie la facture avec la carte enregistrée": (
         "the technician pays the invoice with the saved card"
     ),
+    "le terminal a affiché « {text} »": "the terminal showed « {text} » at some point",
+    # harness.steps.association
+    "un terminal « {profile} » sorti de sa boîte": "a « {profile} » terminal fresh out of its box",
+    "le Bluetooth du téléphone est désactivé": "the phone's Bluetooth is off",
+    "la localisation (GPS) du téléphone est désactivée": "the phone's location (GPS) is off",
+    "le terminal est éteint": "the terminal is switched off",
+    "le terminal de paiement a été associé puis la liaison coupée": (
+        "the terminal was associated, then the link dropped"
+    ),
+    "le technicien ouvre le menu « Terminaux de Paiement (TPE) »": (
+        "the technician opens the « Terminaux de Paiement (TPE) » menu"
+    ),
+    "le technicien associe le terminal": "the technician associates the terminal",
+    "le technicien associe à nouveau le terminal": "the technician associates the terminal again",
+    "le technicien refuse le code sur le téléphone": "the technician refuses the code on the phone",
+    "le commerçant refuse le code sur le terminal": "the merchant refuses the code on the terminal",
+    "le technicien accepte désormais le code": "the technician now accepts the code",
+    "le terminal redémarre": "the terminal restarts",
+    "l'application redémarre": "the app restarts",
+    "le technicien oublie le terminal": "the technician forgets the terminal",
+    "le terminal est réinitialisé aux réglages d'usine": "the terminal is factory reset",
+    "la liaison est coupée pendant la configuration à {percent} %": (
+        "the link drops during setup at {percent} %"
+    ),
+    "la liste montre le terminal « {name} » avec son numéro, son signal et sa batterie": (
+        "the list shows terminal « {name} » with its serial, signal and battery"
+    ),
+    "l'association échoue avec le message « {message} »": (
+        "the association fails with the message « {message} »"
+    ),
+    "la recherche échoue avec le message « {message} »": (
+        "the scan fails with the message « {message} »"
+    ),
+    "le terminal est associé au compte du commerçant": (
+        "the terminal is associated with the merchant account"
+    ),
+    "rien n'est enregistré : ni appairage ni association": (
+        "nothing is stored: neither bond nor association"
+    ),
+    "le téléphone s'est reconnecté sans nouvel appairage": (
+        "the phone reconnected without pairing again"
+    ),
+    "le téléphone n'a plus d'appairage avec le terminal": (
+        "the phone no longer has a bond with the terminal"
+    ),
+    "la configuration a duré au moins {minutes} minutes de temps simulé": (
+        "setup took at least {minutes} minutes of loop time"
+    ),
+    "le terminal a le logiciel « {version} »": "the terminal runs firmware « {version} »",
+    "la configuration a repris à {percent} % au moins": "setup resumed at {percent} % or more",
+    "le téléphone n°{number} du commerçant associe le terminal": (
+        "the merchant's phone no. {number} associates the terminal"
+    ),
+    "le terminal garde {count} appairage": "the terminal keeps {count} bond",
+    "le terminal garde {count} appairages": "the terminal keeps {count} bonds",
 }
 
 

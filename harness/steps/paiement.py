@@ -191,3 +191,9 @@ def receipt_kept(world: World, invoice_number: str, text: str) -> None:
     kept = world.run(world.app.backend.receipts(captured[0].id))
     for copy in ("customer", "merchant"):
         assert text in str(kept[copy]).splitlines(), f"{copy} receipt kept: {kept[copy]!r}"
+
+
+@then(parsers.parse("le terminal a affiché « {text} »"))
+def terminal_showed(world: World, text: str) -> None:
+    shown = [shot.lines for shot in world.terminal.engine.screen.history]
+    assert any(text in lines for lines in shown), f"the terminal showed {shown[-6:]!r}"

@@ -7,6 +7,7 @@ from simulator.ble.payment_service import (
     PaymentService,
     PaymentServiceProxy,
 )
+from simulator.ble.storage import TerminalDataFolder
 from simulator.ble.terminal import BleTerminal
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "BleTerminal",
     "PaymentService",
     "PaymentServiceProxy",
+    "TerminalDataFolder",
 ]

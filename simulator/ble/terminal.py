@@ -28,9 +28,10 @@ from bumble.profiles.battery_service import BatteryService
 from bumble.profiles.device_information_service import DeviceInformationService
 
 from simulator.ble.payment_service import PAYMENT_SERVICE_UUID, PaymentService
+from simulator.ble.storage import TerminalDataFolder
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol import ProtocolError, TerminalEndpoint
-from simulator.protocol.messages import Command, Error, Event
+from simulator.protocol.messages import Command, Error, Event, SetupResponse
 from simulator.terminal import TerminalEngine
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,13 @@ class _Link:
 class _TerminalPairingDelegate(PairingDelegate):
     """Shows the code on the terminal's screen and waits for the merchant's key press."""
 
-    def __init__(self, terminal: BleTerminal, io_capability: int) -> None:
+    def __init__(self, terminal: BleTerminal, io_capability: int, peer: str) -> None:
         super().__init__(io_capability=PairingDelegate.IoCapability(io_capability))
         self._terminal = terminal
+        self._peer = peer
 
     async def accept(self) -> bool:
-        return True
+        return await self._terminal._has_room_for_a_bond(self._peer)
 
     async def compare_numbers(self, number: int, digits: int) -> bool:
         return await self._terminal._confirm_code(f"{number:0{digits}d}")
@@ -87,9 +89,15 @@ class BleTerminal:
         device: Device,
         engine: TerminalEngine,
         calendar: Callable[[], dt.datetime] = utc_now,
+        data: TerminalDataFolder | None = None,
     ) -> None:
+        """``data``: the folder keeping bonds and configuration across restarts (none: they
+        live in memory and die with the process)."""
         self.device = device
         self.engine = engine
+        self.data = data
+        if data is not None:
+            device.keystore = data.keystore()
         self._calendar = calendar
         self._links: dict[int, _Link] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -114,12 +122,12 @@ class BleTerminal:
         )
         device.add_service(self.battery_service)
         device.add_service(self.payment_service)
-        delegate = _TerminalPairingDelegate(self, IO_CAPABILITIES[profile.io_capability])
-        device.pairing_config_factory = lambda _conn: PairingConfig(
+        io_capability = IO_CAPABILITIES[profile.io_capability]
+        device.pairing_config_factory = lambda conn: PairingConfig(
             sc=True,
             mitm=True,
             bonding=True,
-            delegate=delegate,
+            delegate=_TerminalPairingDelegate(self, io_capability, str(conn.peer_address)),
             identity_address_type=PairingConfig.AddressType.RANDOM,
         )
         device.on(device.EVENT_CONNECTION, self._on_connection)
@@ -138,6 +146,11 @@ class BleTerminal:
                 [
                     (AdvertisingData.FLAGS, bytes([0x06])),
                     (AdvertisingData.COMPLETE_LOCAL_NAME, profile.name.encode()),
+                    # Battery Service UUID + level, so that a scan can list the battery
+                    (
+                        AdvertisingData.SERVICE_DATA_16_BIT_UUID,
+                        bytes([0x0F, 0x18, self.engine.battery]),
+                    ),
                 ]
             )
         )
@@ -159,6 +172,9 @@ class BleTerminal:
         log.info("terminal %s advertising", profile.name)
 
     async def stop(self) -> None:
+        """Power off (idempotent); the data folder keeps bonds and configuration."""
+        if not self.device.powered_on:
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -169,6 +185,9 @@ class BleTerminal:
                 await link.connection.disconnect()
             except Exception:  # already gone: nothing to do
                 log.debug("disconnect on stop failed", exc_info=True)
+        # A powered-off Bumble device's virtual controller keeps advertising on its own:
+        # stop it, or phones would still see (and try to connect to) a switched-off terminal.
+        await self.device.stop_advertising()
         await self.device.power_off()
 
     # ---------------------------------------------------------------- physical actions
@@ -205,6 +224,37 @@ class BleTerminal:
     def set_battery(self, level: int) -> None:
         self.engine.set_battery(level)
 
+    # ---------------------------------------------------------------- bonds and data
+    async def bonded_phones(self) -> list[str]:
+        keystore = self.device.keystore
+        return [name for name, _ in await keystore.get_all()] if keystore else []
+
+    async def _has_room_for_a_bond(self, peer: str) -> bool:
+        """A new phone may pair while the terminal keeps fewer bonds than its profile allows;
+        a phone it already knows may always pair again (its new bond replaces the old)."""
+        others = [name for name in await self.bonded_phones() if name != peer]
+        if len(others) < self.engine.profile.max_bonds:
+            return True
+        log.warning("pairing refused: %d bonds already", self.engine.profile.max_bonds)
+        self.engine.show_bonds_full(self._now())
+        self._after_engine()
+        return False
+
+    async def factory_reset(self) -> None:
+        """Forget every phone and the configuration (the merchant's "réinitialisation")."""
+        for link in list(self._links.values()):
+            await link.connection.disconnect()
+        if self.device.keystore is not None:
+            await self.device.keystore.delete_all()
+        if self.data is not None:
+            self.data.clear()
+        self.engine.factory_reset(self._now())
+        self._after_engine()
+
+    def _save_configuration(self) -> None:
+        if self.data is not None and self.engine.merchant is not None:
+            self.data.save_configuration(self.engine.merchant, self.engine.firmware)
+
     # ---------------------------------------------------------------- pairing
     async def _confirm_code(self, code: str) -> bool:
         self.engine.show_pairing_code(code, self._now())
@@ -221,7 +271,7 @@ class BleTerminal:
             self._pending_code = None
 
     def _display_code(self, code: str) -> None:
-        self.engine.show_pairing_code(code, self._now())
+        self.engine.show_pairing_code(code, self._now(), typed=True)
         self._after_engine()
 
     # ---------------------------------------------------------------- links
@@ -250,6 +300,9 @@ class BleTerminal:
         def on_disconnection(reason: int) -> None:
             self._links.pop(connection.handle, None)
             log.info("phone disconnected: %s (reason %#x)", connection.peer_address, reason)
+            if not self._links:
+                self.engine.link_lost(self._now())
+                self._after_engine()
 
         connection.on(connection.EVENT_PAIRING, on_pairing)
         connection.on(connection.EVENT_PAIRING_FAILURE, on_pairing_failure)
@@ -279,6 +332,8 @@ class BleTerminal:
                 self.engine.handle_protocol_error(item)
                 await self._flush(reply_to=link)
             else:
+                if connection.encryption and not link.mitm:
+                    await self._load_bond(link)  # a bonded phone re-encrypted the link
                 self.commands_received.append(item)
                 log.debug("phone → terminal: %r", item)
                 self.engine.handle_command(
@@ -323,6 +378,8 @@ class BleTerminal:
         """Send what the engine emitted: replies to the asking phone, the rest to all."""
         async with self._send_lock:
             for event in self.engine.drain_events():
+                if isinstance(event, SetupResponse) and event.result == "completed":
+                    self._save_configuration()
                 # Replies and errors go to the phone whose write caused them; the rest to all.
                 is_reply = (
                     isinstance(event, Error) or getattr(event, "in_reply_to", None) is not None

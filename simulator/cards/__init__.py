@@ -13,15 +13,19 @@ from simulator.cards.card import (
     luhn_valid,
 )
 from simulator.cards.catalogue import Catalogue
+from simulator.cards.cryptogram import CardCryptography, CryptogramError, IssuerMasterKeys
 
 __all__ = [
     "Application",
+    "CardCryptography",
     "CardError",
     "CardProfile",
     "CardRead",
     "Catalogue",
     "CatalogueError",
+    "CryptogramError",
     "EntryMode",
+    "IssuerMasterKeys",
     "PinVerification",
     "TransactionData",
     "VirtualCard",

@@ -4,6 +4,10 @@ Sans-IO: the terminal calls :meth:`VirtualCard.read` with the transaction data a
 records a kernel would have read (application, PAN, expiry) and the EMV data elements it
 would send online. The card keeps its application transaction counter (ATC, tag ``9F36``),
 which goes up by one at every transaction, as a chip's does.
+
+A card personalised with its issuer's master keys (:class:`VirtualCard`'s ``issuer_keys``)
+signs the data with an ARQC (``9F26``, with its issuer application data ``9F10``) and checks
+the issuer's ARPC in its second GENERATE AC (:mod:`simulator.cards.cryptogram`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from simulator.cards.cryptogram import CardCryptography, IssuerMasterKeys
 
 
 class EntryMode(StrEnum):
@@ -42,6 +48,7 @@ RID_BRANDS = {
     "A000000025": "AMEX",
 }
 CVM_METHODS = ("offline_pin", "online_pin")
+PIN_TRY_LIMIT = 3  # the issuer's PIN try limit; a right PIN resets the counter to it
 CARD_STATUSES = ("active", "lost", "stolen")
 
 
@@ -254,13 +261,27 @@ class PinVerification:
         return not self.ok and self.tries_left == 0
 
 
-class VirtualCard:
-    """One physical card, with the counters its chip keeps (ATC, PIN try counter)."""
+PAN_SEQUENCE = "00"
 
-    def __init__(self, profile: CardProfile) -> None:
+
+class VirtualCard:
+    """One physical card, with the counters its chip keeps (ATC, PIN try counter).
+
+    ``issuer_keys``: the master keys of the card's issuer, from which its ICC master keys are
+    derived as at personalisation (only those are kept). A card without them computes no
+    cryptogram, and an issuer that checks cryptograms declines it.
+    """
+
+    def __init__(self, profile: CardProfile, issuer_keys: IssuerMasterKeys | None = None) -> None:
         self.profile = profile
         self.atc = profile.atc
         self.pin_tries = profile.pin_tries
+        self._crypto = (
+            None
+            if issuer_keys is None
+            else CardCryptography(profile.brand, issuer_keys, profile.pan, PAN_SEQUENCE)
+        )
+        self._last_arqc: tuple[str, str] | None = None  # (ARQC, ATC) of the last first GEN AC
 
     def __repr__(self) -> str:
         return f"VirtualCard({self.profile.key!r}, {self.profile.brand}, ****{self.profile.last4})"
@@ -279,7 +300,7 @@ class VirtualCard:
         if self.pin_blocked:
             return PinVerification(ok=False, tries_left=0)
         if pin == self.profile.pin:
-            self.pin_tries = self.profile.pin_tries or 3
+            self.pin_tries = PIN_TRY_LIMIT
             return PinVerification(ok=True, tries_left=self.pin_tries)
         self.pin_tries -= 1
         return PinVerification(ok=False, tries_left=self.pin_tries)
@@ -310,17 +331,28 @@ class VirtualCard:
             "9F36": f"{self.atc:04X}",
             "9F37": txn.unpredictable_number,
         }
+        if self._crypto is not None:
+            emv["9F10"] = self._crypto.issuer_application_data
+            emv["9F26"] = self._crypto.arqc(emv)
+            self._last_arqc = (emv["9F26"], emv["9F36"])
         return CardRead(
             pan=self.profile.pan,
             expiry=self.profile.expiry,
-            pan_sequence="00",
+            pan_sequence=PAN_SEQUENCE,
             brand=app.brand,
             application=app,
             entry_mode=mode,
             emv=emv,
         )
 
-    def complete(self, issuer_approved: bool) -> bool:
+    def complete(self, issuer_approved: bool, arpc: str | None = None) -> bool:
         """The second GENERATE AC of a contact transaction: True for a TC (approved), False
-        for an AAC. A card may decline although its issuer approved (``second_ac: decline``)."""
-        return issuer_approved and self.profile.second_ac == "approve"
+        for an AAC. ``arpc`` is the issuer authentication data (tag 91, hex) relayed with the
+        answer: the chip approves only if it authenticates the issuer's approval of its last
+        ARQC. A card may decline although its issuer approved (``second_ac: decline``)."""
+        if not issuer_approved or self.profile.second_ac != "approve":
+            return False
+        if self._crypto is None or self._last_arqc is None:
+            return False  # no cryptogram was made: the issuer cannot be authenticated
+        arqc, atc = self._last_arqc
+        return self._crypto.issuer_approves(arpc, arqc, atc)

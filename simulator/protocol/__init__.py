@@ -8,6 +8,7 @@ from simulator.protocol.errors import (
     FramingError,
     MessageError,
     ProtocolError,
+    ReplayedCommand,
     UnknownMessageType,
     UnsupportedVersion,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "MessageError",
     "PhoneEndpoint",
     "ProtocolError",
+    "ReplayedCommand",
     "TerminalEndpoint",
     "UnknownMessageType",
     "UnsupportedVersion",

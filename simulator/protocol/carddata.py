@@ -1,18 +1,21 @@
-"""Card data sealed by the terminal for the processor.
+"""Card data sealed by the terminal for the processor: AES DUKPT per-transaction keys.
 
 The phone relays an opaque blob it cannot read: the terminal encrypts the card's sensitive
-data (PAN, expiry, PAN sequence number) with AES-GCM under its terminal key, binding the
-ciphertext to the transaction (identifier, amount, currency) as associated data. Only the
-processor, which holds the same key in its fixtures, can open it.
+data (PAN, expiry, PAN sequence number, an online PIN) with AES-GCM under the AES DUKPT
+(ANSI X9.24-3-2017) data encryption key of a transaction counter it never uses again, and
+binds the ciphertext to the key serial number and to the transaction (identifier, amount,
+currency) as associated data. Only the processor, which holds the base derivation key (BDK),
+can derive that key from the key serial number and open the blob.
 
 Wire form (a JSON object inside ``AuthorisationRequest.card_data``)::
 
-    {"scheme": "AESGCM-TK1", "key_id": "<terminal serial>",
+    {"scheme": "AES-DUKPT-1", "ksn": "<24 hex digits>",
      "nonce": "<base64, 12 bytes>", "ciphertext": "<base64>"}
 
-``AESGCM-TK1`` is the project's interim scheme: one static key per terminal. It is meant to
-be replaced by AES DUKPT (ANSI X9.24-3) per-transaction keys; the blob carries its scheme so
-both can coexist.
+``AES-DUKPT-1``: the key is the AES-128 working key of usage "data encryption, encrypt"
+(``3000``) derived for the KSN (:mod:`simulator.protocol.dukpt`); the cipher is AES-GCM with
+a 12-byte random nonce and a 16-byte tag appended to the ciphertext; the associated data is
+the 12 KSN bytes followed by :func:`associated_data`. See ``docs/protocol.md``, section 7.
 """
 
 from __future__ import annotations
@@ -21,14 +24,25 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-SCHEME = "AESGCM-TK1"
+from simulator.protocol.dukpt import (
+    KSN_SIZE,
+    DukptError,
+    KeyUsage,
+    Originator,
+    bdk_id,
+    host_working_key,
+)
+
+SCHEME = "AES-DUKPT-1"
 NONCE_SIZE = 12
+#: The DUKPT working key that seals card data: the terminal encrypts, the processor decrypts.
+DATA_KEY_USAGE = KeyUsage.DATA_ENCRYPTION_ENCRYPT
 
 
 class CardDataError(ValueError):
@@ -61,40 +75,49 @@ def associated_data(transaction_id: str, amount: int, currency: str) -> bytes:
 
 
 def seal(
-    key: bytes,
-    key_id: str,
+    originator: Originator,
     data: SensitiveCardData,
     aad: bytes,
     random_bytes: Callable[[int], bytes] = os.urandom,
 ) -> dict[str, str]:
-    """Encrypt ``data`` for the processor; returns the wire form."""
+    """Encrypt ``data`` for the processor under the next transaction's data key; returns the
+    wire form. The terminal's counter moves on: no two seals share a key."""
+    ksn, key = originator.next_key(DATA_KEY_USAGE)
     nonce = random_bytes(NONCE_SIZE)
     fields = {"pan": data.pan, "expiry": data.expiry, "pan_sequence": data.pan_sequence}
     if data.pin is not None:
         fields["pin"] = data.pin
     plaintext = json.dumps(fields, separators=(",", ":")).encode()
-    ciphertext = AESGCM(key).encrypt(nonce, plaintext, aad)
+    ciphertext = AESGCM(key).encrypt(nonce, plaintext, ksn + aad)
     return {
         "scheme": SCHEME,
-        "key_id": key_id,
+        "ksn": ksn.hex().upper(),
         "nonce": base64.b64encode(nonce).decode(),
         "ciphertext": base64.b64encode(ciphertext).decode(),
     }
 
 
-def key_id_of(blob: object) -> str:
-    """The key identifier a blob claims, so the processor can pick the key to open it with."""
-    if not isinstance(blob, dict) or not isinstance(blob.get("key_id"), str):
-        raise CardDataError("card_data has no key_id")
-    return str(blob["key_id"])
+def ksn_of(blob: object) -> bytes:
+    """The key serial number a blob claims (12 bytes), which names the key that opens it."""
+    if not isinstance(blob, dict) or not isinstance(blob.get("ksn"), str):
+        raise CardDataError("card_data has no ksn")
+    text = str(blob["ksn"])
+    if len(text) != 2 * KSN_SIZE or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise CardDataError("card_data ksn must be 24 hex digits")
+    return bytes.fromhex(text)
 
 
-def open_sealed(key: bytes, blob: object, aad: bytes) -> SensitiveCardData:
-    """Decrypt a blob made by :func:`seal`; raises :class:`CardDataError` on any defect."""
+def open_sealed(bdks: Mapping[bytes, bytes], blob: object, aad: bytes) -> SensitiveCardData:
+    """Decrypt a blob made by :func:`seal` with the BDK its KSN names (``bdks``: BDK ID, the
+    KSN's first 4 bytes, to BDK); raises :class:`CardDataError` on any defect."""
     if not isinstance(blob, dict):
         raise CardDataError("card_data must be an object")
     if blob.get("scheme") != SCHEME:
         raise CardDataError(f"unsupported card_data scheme {blob.get('scheme')!r}")
+    ksn = ksn_of(blob)
+    bdk = bdks.get(bdk_id(ksn))
+    if bdk is None:
+        raise CardDataError(f"no base derivation key {bdk_id(ksn).hex().upper()}")
     try:
         nonce = base64.b64decode(str(blob["nonce"]), validate=True)
         ciphertext = base64.b64decode(str(blob["ciphertext"]), validate=True)
@@ -103,15 +126,19 @@ def open_sealed(key: bytes, blob: object, aad: bytes) -> SensitiveCardData:
     if len(nonce) != NONCE_SIZE:
         raise CardDataError("card_data nonce has the wrong size")
     try:
-        plaintext = AESGCM(key).decrypt(nonce, ciphertext, aad)
-    except ValueError as exc:  # a key of the wrong size
-        raise CardDataError(f"card_data key is unusable: {exc}") from exc
+        key = host_working_key(bdk, ksn, DATA_KEY_USAGE)
+        plaintext = AESGCM(key).decrypt(nonce, ciphertext, ksn + aad)
+    except DukptError as exc:  # a counter no terminal uses, a BDK of the wrong size
+        raise CardDataError(f"card_data ksn is unusable: {exc}") from exc
     except InvalidTag as exc:
         raise CardDataError("card_data does not authenticate (wrong key or tampered)") from exc
-    fields = json.loads(plaintext)
-    return SensitiveCardData(
-        pan=str(fields["pan"]),
-        expiry=str(fields["expiry"]),
-        pan_sequence=str(fields.get("pan_sequence", "00")),
-        pin=str(fields["pin"]) if fields.get("pin") is not None else None,
-    )
+    try:
+        fields = json.loads(plaintext)
+        return SensitiveCardData(
+            pan=str(fields["pan"]),
+            expiry=str(fields["expiry"]),
+            pan_sequence=str(fields.get("pan_sequence", "00")),
+            pin=str(fields["pin"]) if fields.get("pin") is not None else None,
+        )
+    except (ValueError, TypeError, KeyError) as exc:  # authentic, but not what seal() writes
+        raise CardDataError("card_data plaintext is malformed") from exc

@@ -3,6 +3,10 @@
 The endpoint owns the reassembler, the message numbering and the ATT MTU of its connection.
 It does no I/O: the BLE edge hands it the bytes of each ATT write or notification and sends
 the frames it returns.
+
+The terminal's endpoint also refuses replays: a command whose ``id`` is not above the last
+one it accepted on this connection comes out as a :class:`ReplayedCommand` error instead of a
+command (so a captured write sent again does nothing), and the next valid command is served.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import dataclasses
 from typing import Generic, TypeVar
 
 from simulator.protocol import framing
-from simulator.protocol.errors import ProtocolError
+from simulator.protocol.errors import ProtocolError, ReplayedCommand
 from simulator.protocol.messages import COMMANDS, EVENTS, Command, Event, Message, decode, encode
 
 In = TypeVar("In", bound=Message)
@@ -26,10 +30,15 @@ class Endpoint(Generic[In, Out]):
         receives: dict[str, type[In]],
         att_mtu: int = framing.MIN_ATT_MTU,
         max_message_size: int = framing.DEFAULT_MAX_MESSAGE_SIZE,
+        *,
+        refuse_replays: bool = False,
     ) -> None:
         self._receives = receives
         self._reassembler = framing.Reassembler(max_message_size)
         self._next_id = 1
+        self._refuse_replays = refuse_replays
+        #: the id of the last message accepted (0: none yet; ids start at 1)
+        self.last_received_id = 0
         self.att_mtu = att_mtu
 
     @property
@@ -49,9 +58,20 @@ class Endpoint(Generic[In, Out]):
                 results.append(item)
                 continue
             try:
-                results.append(decode(item, self._receives))
+                message = decode(item, self._receives)
             except ProtocolError as error:
                 results.append(error)
+                continue
+            if self._refuse_replays and message.id <= self.last_received_id:
+                results.append(
+                    ReplayedCommand(
+                        f"{type(message).__name__} id {message.id} is not above "
+                        f"{self.last_received_id}, the last id accepted on this connection"
+                    )
+                )
+                continue
+            self.last_received_id = max(self.last_received_id, message.id)
+            results.append(message)
         return results
 
     def send(self, message: Out) -> tuple[Out, list[bytes]]:
@@ -63,19 +83,28 @@ class Endpoint(Generic[In, Out]):
         return message, frames
 
     def reset(self) -> None:
-        """Forget partial input, e.g. after a disconnection."""
+        """Forget partial input, e.g. after a disconnection (not the last id accepted: a
+        connection never accepts an id twice)."""
         self._reassembler.reset()
 
 
 class TerminalEndpoint(Endpoint[Command, Event]):
-    """The terminal's side: receives commands, sends events."""
+    """The terminal's side: receives commands (refusing replayed ids), sends events."""
 
-    def __init__(self, att_mtu: int = framing.MIN_ATT_MTU, **kwargs: int) -> None:
-        super().__init__(COMMANDS, att_mtu, **kwargs)
+    def __init__(
+        self,
+        att_mtu: int = framing.MIN_ATT_MTU,
+        max_message_size: int = framing.DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        super().__init__(COMMANDS, att_mtu, max_message_size, refuse_replays=True)
 
 
 class PhoneEndpoint(Endpoint[Event, Command]):
     """The phone's side: receives events, sends commands."""
 
-    def __init__(self, att_mtu: int = framing.MIN_ATT_MTU, **kwargs: int) -> None:
-        super().__init__(EVENTS, att_mtu, **kwargs)
+    def __init__(
+        self,
+        att_mtu: int = framing.MIN_ATT_MTU,
+        max_message_size: int = framing.DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        super().__init__(EVENTS, att_mtu, max_message_size)

@@ -39,3 +39,10 @@ class UnknownMessageType(MessageError):
     """A message type this side does not know, or does not accept in this direction."""
 
     code = "unknown_message_type"
+
+
+class ReplayedCommand(ProtocolError):
+    """A command whose ``id`` is not above the last one accepted on this connection: a replay
+    (or a phone that numbers its commands wrongly). Refused; the next valid one is served."""
+
+    code = "replayed_command"

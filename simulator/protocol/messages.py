@@ -76,6 +76,8 @@ class AuthorisationResponse(Command):
     response_code: str
     authorisation_code: str | None = None
     message: str = ""
+    #: the issuer authentication data (EMV tag 91, hex): ARPC and CSU or ARC, for the chip
+    arpc: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +92,17 @@ class TransactionStatusRequest(Command):
     """Ask what became of a transaction, e.g. after a link loss (nexo TransactionStatus)."""
 
     transaction_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupRequest(Command):
+    """First-time setup of the terminal (nexo Login): the merchant configuration the app got
+    from the backend. The terminal downloads the rest (keys, a pending firmware update)."""
+
+    merchant_id: str
+    merchant_name: str
+    city: str
+    contract_number: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,6 +215,26 @@ class DiagnosisResponse(Event):
     model: str
     firmware: str
     battery: int
+    configured: bool = True
+    setup_percent: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupProgress(Event):
+    """How far first-time setup has gone: ``phase`` is configuration or firmware."""
+
+    phase: Literal["configuration", "firmware"]
+    percent: int
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetupResponse(Event):
+    """First-time setup is over: completed, or interrupted (it resumes on the next request)."""
+
+    result: Literal["completed", "interrupted"]
+    firmware: str
+    message: str
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -213,6 +246,7 @@ COMMANDS: dict[str, type[Command]] = {
         AbortRequest,
         TransactionStatusRequest,
         DiagnosisRequest,
+        SetupRequest,
     )
 }
 EVENTS: dict[str, type[Event]] = {
@@ -226,6 +260,8 @@ EVENTS: dict[str, type[Event]] = {
         CardAcquisitionResponse,
         TransactionStatusResponse,
         DiagnosisResponse,
+        SetupProgress,
+        SetupResponse,
     )
 }
 

@@ -37,6 +37,7 @@ from simulator.cards import (
 )
 from simulator.protocol import ProtocolError
 from simulator.protocol.carddata import SensitiveCardData, associated_data, mask_pan, seal
+from simulator.protocol.dukpt import Originator
 from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
@@ -53,6 +54,9 @@ from simulator.protocol.messages import (
     Event,
     PaymentRequest,
     PaymentResponse,
+    SetupProgress,
+    SetupRequest,
+    SetupResponse,
     TransactionStatusRequest,
     TransactionStatusResponse,
 )
@@ -85,10 +89,13 @@ CVM_RECEIPT_LINES = {
 }
 RECEIPT_WIDTH = 24
 CAPTURE_HEADER = "ENREGISTREMENT CARTE"
-#: Answers that verify a card with no amount: 85 (no reason to decline), or 00 from issuers
-#: that approve verifications outright.
-VERIFICATION_APPROVALS = ("85", "00")
+SETUP_DONE = "Terminal configuré et prêt à encaisser"
+SCA_FAILED = "Paiement refusé par la banque : authentification forte non reconnue"
+#: The answer that verifies a card with no amount: 85, no reason to decline (the backend saves
+#: a card only on this answer, so the terminal says "enregistrée" only on it too).
+VERIFICATION_APPROVALS = ("85",)
 COUNTRY_FRANCE = "0250"
+NO_CARD_DATA_KEY = "Clé de chiffrement absente : terminal à initialiser"
 
 
 def select_application(card: VirtualCard, brand: str | None = None) -> Application | None:
@@ -108,6 +115,7 @@ def select_application(card: VirtualCard, brand: str | None = None) -> Applicati
 
 class State(StrEnum):
     IDLE = "idle"
+    SETUP = "setup"
     WAITING_FOR_CARD = "waiting_for_card"
     PIN_ENTRY = "pin_entry"
     AUTHORISING = "authorising"
@@ -164,6 +172,8 @@ class Transaction:
     card_read: CardRead | None = field(default=None, repr=False)
     #: a payment, or a card acquisition with no amount ("prise d'empreinte")
     kind: str = "payment"
+    #: the brand the cardholder chose on a co-badged card, for every read of this payment
+    chosen_brand: str | None = None
 
     @property
     def is_capture(self) -> bool:
@@ -173,6 +183,15 @@ class Transaction:
     def card_in_reader(self) -> bool:
         """A chip card is inserted (and must stay until the end)."""
         return self.card is not None and self.entry_mode is EntryMode.CHIP
+
+
+@dataclass
+class SetupProgressState:
+    """Percent done of each phase of first-time setup; kept when the link drops."""
+
+    configuration: int = 0
+    firmware: int = 0
+    pending: MerchantSetup | None = None
 
 
 class TerminalError(Exception):
@@ -185,12 +204,26 @@ class TerminalEngine:
     def __init__(
         self,
         profile: TerminalProfile,
-        merchant: MerchantSetup,
+        merchant: MerchantSetup | None,
         timeouts: Timeouts | None = None,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        firmware: str | None = None,
+        *,
+        initial_key: bytes | None = None,
+        initial_key_id: bytes | None = None,
     ) -> None:
+        """``merchant`` is None for a terminal fresh from the factory: it refuses payments
+        until its first setup (:class:`SetupRequest`) has completed.
+
+        ``initial_key`` and ``initial_key_id``: the AES DUKPT initial key injected into the
+        terminal and its 8-byte ID (see :meth:`load_initial_key`); without them card data
+        cannot be sealed and a card read ends declined (``96``)."""
         self.profile = profile
         self.merchant = merchant
+        self.firmware = firmware or profile.firmware
+        self.setup_progress = SetupProgressState()
+        if merchant is not None:
+            self.setup_progress.configuration = self.setup_progress.firmware = 100
         self.timeouts = timeouts or Timeouts()
         self.battery = profile.battery
         self.screen = Screen()
@@ -200,6 +233,12 @@ class TerminalEngine:
         self._random_bytes = random_bytes
         self._events: list[Event] = []
         self._deadline: float | None = None
+        #: the DUKPT key state sealing card data: initial key, its ID, the transaction counter
+        self.card_data_keys: Originator | None = None
+        if initial_key is not None or initial_key_id is not None:
+            if initial_key is None or initial_key_id is None:
+                raise ValueError("initial_key and initial_key_id go together")
+            self.load_initial_key(initial_key, initial_key_id)
         self._show_idle(0.0)
 
     # ---------------------------------------------------------------- driver interface
@@ -224,8 +263,10 @@ class TerminalEngine:
                     state=self.state.value,
                     serial=self.profile.serial,
                     model=self.profile.model,
-                    firmware=self.profile.firmware,
+                    firmware=self.firmware,
                     battery=self.battery,
+                    configured=self.configured,
+                    setup_percent=self._setup_percent(),
                 )
             )
             return
@@ -235,6 +276,17 @@ class TerminalEngine:
                 "insecure_link",
                 "Commande refusée : liaison non sécurisée. Associez le terminal en confirmant "
                 "le code à 6 chiffres affiché sur son écran.",
+            )
+            return
+        if isinstance(command, SetupRequest):
+            self._on_setup_request(command, now)
+            return
+        if not self.configured and isinstance(command, PaymentRequest | CardAcquisitionRequest):
+            self._refuse(
+                command,
+                "setup_required",
+                "Le terminal n'est pas encore configuré : terminez son association dans le "
+                "menu Terminaux de Paiement (TPE).",
             )
             return
         match command:
@@ -281,6 +333,8 @@ class TerminalEngine:
             )
         elif self.state is State.AUTHORISING and txn is not None:
             self._finish(txn, State.ABORTED, now, code=None, message="Pas de réponse de la banque")
+        elif self.state is State.SETUP:
+            self._setup_tick(now)
         elif self.state in FINAL_STATES:
             self.state = State.IDLE
             self.current = None
@@ -302,8 +356,12 @@ class TerminalEngine:
             raise TerminalError(
                 f"the terminal is not waiting for a card (state {self.state.value})"
             )
+        if mode is EntryMode.CHIP and card.profile.wallet:
+            raise TerminalError("a phone wallet cannot be inserted in the chip reader; tap it")
         amount = self._header(txn)
-        application = select_application(card, brand)
+        if brand is not None:
+            txn.chosen_brand = brand  # kept if the same payment goes on with another read
+        application = select_application(card, brand or txn.chosen_brand)
         if application is None:
             self._show(now, amount, "CARTE NON SUPPORTÉE", "AUTRE CARTE SVP")
             return
@@ -334,6 +392,8 @@ class TerminalEngine:
         txn = self.current
         if self.state is not State.PIN_ENTRY or txn is None or txn.card is None:
             raise TerminalError(f"the terminal is not asking for a PIN (state {self.state.value})")
+        if not re.fullmatch(r"[0-9]{4,12}", pin):
+            raise TerminalError("the PIN pad takes 4 to 12 digits")
         card = txn.card
         if card.profile.cvm == "online_pin":
             self._authorise(txn, now, cvm="online_pin", pin=pin)
@@ -383,14 +443,22 @@ class TerminalEngine:
         txn.application_label = read.application.label
         txn.aid = read.application.aid
 
+    def load_initial_key(self, initial_key: bytes, initial_key_id: bytes, counter: int = 0) -> None:
+        """Key injection: the AES DUKPT initial key sealing card data, its 8-byte initial key
+        ID (BDK ID + derivation ID) and the last transaction counter used (0 for a new key)."""
+        self.card_data_keys = Originator(initial_key, initial_key_id, counter)
+
     def _authorise(self, txn: Transaction, now: float, *, cvm: Cvm, pin: str | None = None) -> None:
         """Go online: seal the card data (and an online PIN) and ask the processor."""
         read = txn.card_read
         assert read is not None
         txn.cvm = cvm
+        if self.card_data_keys is None:  # no initial key injected: nothing may leave in clear
+            self._finish(txn, State.DECLINED, now, code="96", message=NO_CARD_DATA_KEY)
+            return
+        # AES DUKPT: the next counter's data key, never used before nor again.
         sealed = seal(
-            self.profile.card_data_key,
-            self.profile.serial,
+            self.card_data_keys,
             SensitiveCardData(
                 pan=read.pan, expiry=read.expiry, pan_sequence=read.pan_sequence, pin=pin
             ),
@@ -419,9 +487,125 @@ class TerminalEngine:
             )
         )
 
-    def show_pairing_code(self, code: str, now: float) -> None:
-        """Pairing: the 6-digit code the user compares with the phone's."""
-        self._show(now, "APPAIRAGE", f"CODE {code}", "CONFIRMEZ SUR LE TEL")
+    # ---------------------------------------------------------------- first-time setup
+    @property
+    def configured(self) -> bool:
+        return self.merchant is not None
+
+    def _setup_percent(self) -> int:
+        """Overall progress of first setup, 0-100, both phases weighted by their duration."""
+        progress, profile = self.setup_progress, self.profile
+        total = profile.configuration_seconds + (
+            profile.firmware_seconds if profile.firmware_update else 0
+        )
+        done = progress.configuration * profile.configuration_seconds
+        if profile.firmware_update:
+            done += progress.firmware * profile.firmware_seconds
+        return done // total
+
+    def _on_setup_request(self, cmd: SetupRequest, now: float) -> None:
+        if self.configured:  # already done: say so, change nothing
+            self._emit(CommandAccepted(in_reply_to=cmd.id))
+            self._emit(
+                SetupResponse(result="completed", firmware=self.firmware, message=SETUP_DONE)
+            )
+            return
+        if self.state not in (State.IDLE, State.SETUP):
+            self._refuse(cmd, "busy", "Terminal occupé : une transaction est déjà en cours.")
+            return
+        if self.battery < self.profile.min_setup_battery:
+            self._refuse(
+                cmd,
+                "battery_low",
+                f"Batterie du terminal trop faible pour sa configuration ({self.battery} %, "
+                f"{self.profile.min_setup_battery} % au moins) : branchez-le sur secteur.",
+            )
+            return
+        self.setup_progress.pending = MerchantSetup(
+            cmd.merchant_name, cmd.city, cmd.contract_number
+        )
+        self._emit(CommandAccepted(in_reply_to=cmd.id))
+        self.state = State.SETUP
+        self._setup_step(now)
+
+    def _setup_phase(self) -> tuple[str, int] | None:
+        """The phase under way and its duration, or None when setup is complete."""
+        progress = self.setup_progress
+        if progress.configuration < 100:
+            return "configuration", self.profile.configuration_seconds
+        if self.profile.firmware_update and progress.firmware < 100:
+            return "firmware", self.profile.firmware_seconds
+        return None
+
+    def _setup_step(self, now: float) -> None:
+        """Report the progress of the phase under way and schedule its next tenth."""
+        phase = self._setup_phase()
+        if phase is None:
+            self._setup_complete(now)
+            return
+        name, seconds = phase
+        self._report_setup(name, getattr(self.setup_progress, name), now)
+        self._deadline = now + seconds / 10
+
+    def _report_setup(self, name: str, percent: int, now: float) -> None:
+        lines: tuple[str, ...]
+        if name == "configuration":
+            message = f"Téléchargement de la configuration : {percent} %"
+            lines = ("CONFIGURATION", f"TÉLÉCHARGEMENT {percent} %")
+        else:
+            message = f"Mise à jour du logiciel {self.profile.firmware_update} : {percent} %"
+            lines = ("MISE À JOUR", f"LOGICIEL {percent} %", "NE PAS ÉTEINDRE")
+        self._show(now, *lines)
+        self._emit(SetupProgress(phase=name, percent=percent, message=message))  # type: ignore[arg-type]
+
+    def _setup_tick(self, now: float) -> None:
+        phase = self._setup_phase()
+        if phase is not None:
+            name, _ = phase
+            percent = min(100, getattr(self.setup_progress, name) + 10)
+            setattr(self.setup_progress, name, percent)
+            if percent == 100:
+                self._report_setup(name, percent, now)  # the phase's end, then the next one
+        self._setup_step(now)
+
+    def _setup_complete(self, now: float) -> None:
+        progress = self.setup_progress
+        assert progress.pending is not None
+        self.merchant, progress.pending = progress.pending, None
+        if self.profile.firmware_update:
+            self.firmware = self.profile.firmware_update
+        self.state = State.IDLE
+        self._deadline = None
+        self._emit(SetupResponse(result="completed", firmware=self.firmware, message=SETUP_DONE))
+        self._show_idle(now, "TERMINAL CONFIGURÉ")
+
+    def link_lost(self, now: float) -> None:
+        """The phone's link dropped. A setup in progress pauses where it is and resumes on the
+        next :class:`SetupRequest`; a transaction goes on (its own timeouts end it)."""
+        if self.state is State.SETUP:
+            self.state = State.IDLE
+            self._deadline = None
+            self._show(now, "CONFIGURATION", "INTERROMPUE", f"{self._setup_percent()} %")
+
+    def factory_reset(self, now: float) -> None:
+        """Back to the factory: no configuration, no journal; the firmware stays installed."""
+        self.merchant = None
+        self.setup_progress = SetupProgressState()
+        self.journal.clear()
+        self.current = None
+        self.state = State.IDLE
+        self._deadline = None
+        self._show_idle(now)
+
+    def show_bonds_full(self, now: float) -> None:
+        """A new phone tried to pair while every bond slot is taken."""
+        self._show(now, "APPAIRAGE REFUSÉ", "TROP DE TÉLÉPHONES", "RÉINITIALISEZ")
+
+    def show_pairing_code(self, code: str, now: float, *, typed: bool = False) -> None:
+        """Pairing: the 6-digit code the user compares with the phone's (numeric comparison)
+        or types on the phone (passkey entry, ``typed``)."""
+        action = "SAISISSEZ SUR LE TEL" if typed else "CONFIRMEZ SUR LE TEL"
+        self._show(now, "APPAIRAGE", f"CODE {code}", action)
 
     def pairing_ended(self, now: float, success: bool) -> None:
         if self.state is State.IDLE:
@@ -501,7 +685,10 @@ class TerminalEngine:
             verified = code in VERIFICATION_APPROVALS
             state = State.APPROVED if verified else State.DECLINED
             self._finish(txn, state, now, code=code, message=message)
-        elif code in SCA_SOFT_DECLINES and contactless_without_pin:
+        elif code in SCA_SOFT_DECLINES and not contactless_without_pin:
+            # Strong authentication asked although the PIN was typed: nothing more to offer.
+            self._finish(txn, State.DECLINED, now, code=code, message=SCA_FAILED)
+        elif code in SCA_SOFT_DECLINES:
             # PSD2: the issuer wants the PIN. The same transaction goes on with chip and PIN.
             txn.sca_required = True
             txn.card = txn.card_read = None
@@ -511,8 +698,14 @@ class TerminalEngine:
         elif code == "00" and not AUTHORISATION_CODE.fullmatch(cmd.authorisation_code or ""):
             # An approval without a proper authorisation number cannot be printed or disputed.
             self._finish(txn, State.DECLINED, now, code="96", message=response_message("96"))
-        elif code == "00" and txn.card_in_reader and txn.card and not txn.card.complete(True):
-            # The chip's second GENERATE AC says AAC: declined although the issuer approved;
+        elif (
+            code == "00"
+            and txn.card_in_reader
+            and txn.card
+            and not txn.card.complete(True, arpc=cmd.arpc)
+        ):
+            # The chip's second GENERATE AC says AAC: declined although the issuer approved
+            # (the card's own choice, or an ARPC that does not authenticate the approval);
             # the backend reverses the authorisation when the phone reports this result.
             txn.authorisation_code = cmd.authorisation_code
             self._finish(
@@ -599,6 +792,7 @@ class TerminalEngine:
         """A CB receipt ("ticket CB"). Never the expiry date, never the full PAN."""
         assert txn.entry_mode is not None
         assert txn.masked_pan is not None
+        assert self.merchant is not None  # payments need a configured terminal
         lines = [
             self.merchant.name.upper()[:RECEIPT_WIDTH],
             self.merchant.city.upper()[:RECEIPT_WIDTH],
@@ -622,6 +816,8 @@ class TerminalEngine:
         self._emit(Error(in_reply_to=cmd.id, code=code, message=message))
 
     def _show_idle(self, now: float, *extra: str) -> None:
+        if self.merchant is None and not extra:
+            extra = ("À CONFIGURER",)
         self._show(now, "BIENVENUE", self.profile.name, *extra)
 
     def _show(self, now: float, *lines: str) -> None:

@@ -27,6 +27,15 @@ class TerminalProfile:
     io_capability: str = "display_yes_no"
     battery: int = 100
     advertising_interval_ms: int = 250
+    #: phones it keeps bonds with; a new phone beyond that is refused until one is forgotten
+    max_bonds: int = 3
+    #: the firmware version its maker's server offers at first setup, if newer than ``firmware``
+    firmware_update: str | None = None
+    #: loop seconds to download the configuration, and the firmware update when there is one
+    configuration_seconds: int = 90
+    firmware_seconds: int = 240
+    #: below this battery level (percent) first setup is refused
+    min_setup_battery: int = 20
 
     @property
     def name(self) -> str:
@@ -58,6 +67,20 @@ class TerminalProfile:
         interval = data.get("advertising_interval_ms", 250)
         if type(interval) is not int or not 20 <= interval <= 10240:
             raise fail("advertising_interval_ms", "must be an integer from 20 to 10240")
+        counts = {}
+        for name, default, low in (
+            ("max_bonds", 3, 1),
+            ("configuration_seconds", 90, 1),
+            ("firmware_seconds", 240, 1),
+            ("min_setup_battery", 20, 0),
+        ):
+            value = data.get(name, default)
+            if type(value) is not int or value < low:
+                raise fail(name, f"must be an integer of at least {low}")
+            counts[name] = value
+        update = data.get("firmware_update")
+        if update is not None and (not isinstance(update, str) or not update):
+            raise fail("firmware_update", "must be a version string")
         return cls(
             key=key,
             serial=data["serial"],
@@ -69,6 +92,8 @@ class TerminalProfile:
             io_capability=io,
             battery=battery,
             advertising_interval_ms=interval,
+            firmware_update=update,
+            **counts,
         )
 
 

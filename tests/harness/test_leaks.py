@@ -45,3 +45,14 @@ def test_a_pan_in_the_logs_is_found(paid_world: World) -> None:
 
 def test_the_last_four_digits_alone_are_not_a_leak(paid_world: World) -> None:
     assert pan_leaks(paid_world, ["************4242", "VISA 4242"]) == []
+
+
+def test_a_pan_in_an_api_response_the_app_received_is_found(paid_world: World) -> None:
+    # the backend's own request log redacts PANs; what the app received is scanned raw
+    paid_world.app.backend.received.append('{"pan": "5555555555554444"}')
+    try:
+        assert pan_leaks(paid_world) == [
+            "PAN of card 'mastercard' in API response received by the app"
+        ]
+    finally:
+        paid_world.app.backend.received.pop()

@@ -4,6 +4,7 @@ started server driven synchronously (as the harness's steps drive their world)."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,14 +19,22 @@ import yaml
 from harness.backend import BackendServer, BackendStore, Processor, load_processor, seed_store
 from harness.backend.processor import IssuerCard
 from harness.backend.store import Invoice
-from simulator.cards import Catalogue
+from harness.keys import load_keys
+from simulator.cards import CardCryptography, Catalogue
 from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
+from simulator.protocol.dukpt import Originator
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 SCENARIO_NOW = datetime(2026, 12, 3, 9, 30, tzinfo=timezone(timedelta(hours=1)))
 TERMINAL = yaml.safe_load((FIXTURES / "terminals.yaml").read_text())["terminals"]["standard"]
 SERIAL: str = TERMINAL["serial"]
-KEY = bytes.fromhex(TERMINAL["card_data_key"])
+KEYS = load_keys(FIXTURES)
+CATALOGUE = Catalogue.load(FIXTURES / "cards.yaml")
+#: The fixtures' terminal, as the tests' sealer: one counter for the whole session, so that no
+#: DUKPT counter is used twice.
+TERMINAL_KEYS = Originator(*KEYS.terminal_keys(SERIAL))
+#: Card ATCs for :func:`emv_for`: they only go up, so no test looks like a replay.
+ATCS = itertools.count(0x0100)
 
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"  # expires 2028-06
@@ -56,13 +65,49 @@ def seal_card(
     currency: str = "EUR",
     expiry: str = "2912",
     pin: str | None = None,
-    key: bytes = KEY,
-    key_id: str = SERIAL,
+    terminal: Originator = TERMINAL_KEYS,
 ) -> dict[str, str]:
     """The blob a terminal would send for this card and transaction (with the PIN typed on
-    the terminal, for an online PIN)."""
+    the terminal, for an online PIN), sealed under its next DUKPT counter."""
     aad = associated_data(transaction_id, amount_cents, currency)
-    return seal(key, key_id, SensitiveCardData(pan, expiry, pin=pin), aad)
+    return seal(terminal, SensitiveCardData(pan, expiry, pin=pin), aad)
+
+
+def emv_for(
+    pan: str,
+    amount_cents: int,
+    *,
+    issuer_brand: str | None = None,
+    currency_code: str = "0978",
+    atc: int | None = None,
+    **tags: str,
+) -> dict[str, str]:
+    """The EMV data of a first GENERATE AC as the card ``pan`` makes it, with its ARQC under
+    the fixtures' issuer keys of ``issuer_brand`` (default: the catalogue card's brand). The
+    ATC is the next of :data:`ATCS` unless given; ``tags`` change data after signing (a
+    tampered relay)."""
+    if issuer_brand is None:
+        profile = CATALOGUE.by_pan(pan)
+        issuer_brand = profile.brand if profile is not None else "VISA"
+    card = CardCryptography(issuer_brand, KEYS.issuer_keys(issuer_brand), pan)
+    emv = {
+        "5F2A": currency_code,
+        "5F34": "00",
+        "82": "3900",
+        "95": "0000000000",
+        "9A": "261203",
+        "9C": "00",
+        "9F02": f"{amount_cents:012d}",
+        "9F03": "000000000000",
+        "9F10": card.issuer_application_data,
+        "9F1A": "0250",
+        "9F27": "80",
+        "9F36": f"{next(ATCS) if atc is None else atc:04X}",
+        "9F37": "1A2B3C4D",
+    }
+    emv["9F26"] = card.arqc(emv)
+    emv.update(tags)
+    return emv
 
 
 @dataclass(frozen=True)
@@ -141,7 +186,7 @@ class Backend:
             "card_data": seal_card(
                 pan, payment["transaction_id"], payment["amount_cents"], pin=pin
             ),
-            "emv": {"9F26": "1A2B3C4D5E6F7081", "9F36": "002A"},
+            "emv": emv_for(pan, payment["amount_cents"]),
         }
         body.update(overrides)
         return body
@@ -187,7 +232,7 @@ class Backend:
             "brand": "VISA" if pan.startswith("4") else "MASTERCARD",
             "masked_pan": "************" + pan[-4:],
             "card_data": seal_card(pan, capture["transaction_id"], 0, pin=pin),
-            "emv": {"9F26": "1A2B3C4D5E6F7081", "9F36": "002A", "9F02": "000000000000"},
+            "emv": emv_for(pan, 0),
             "cvm": "none",
         }
         body.update(overrides)
@@ -291,21 +336,32 @@ def backend(store: BackendStore, processor: Processor, clock: Clock) -> Iterator
             runner.run(server.stop())
 
 
-SealCard = Callable[..., dict[str, str]]
+class SealCard:
+    """What the terminal and the card send the processor: :func:`seal_card` when called, and
+    :meth:`emv` (:func:`emv_for`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, str]:
+        return seal_card(*args, **kwargs)
+
+    @staticmethod
+    def emv(*args: Any, **kwargs: Any) -> dict[str, str]:
+        return emv_for(*args, **kwargs)
+
+
 MakeProcessor = Callable[..., Processor]
 
 
 @pytest.fixture
 def make_processor() -> MakeProcessor:
-    """A processor for the fixtures' terminal key and the issuer cards given."""
+    """A processor for the fixtures' keys and the issuer cards given."""
 
     def make(*cards: IssuerCard) -> Processor:
-        return Processor({SERIAL: KEY}, cards)
+        return Processor(KEYS.bdks, cards, KEYS.issuer_master_keys)
 
     return make
 
 
 @pytest.fixture
 def seal_for() -> SealCard:
-    """:func:`seal_card`, for tests that build blobs themselves."""
-    return seal_card
+    """:func:`seal_card` and :func:`emv_for`, for tests that build requests themselves."""
+    return SealCard()

@@ -102,6 +102,8 @@ def test_a_verified_card_the_terminal_approved_is_saved_on_the_customer_record(
     who = customer(backend)
     capture = start(backend, who)
     verified = backend.verify(capture, VISA)
+    arpc = verified.body.pop("arpc")  # the issuer authentication data (tag 91), for the chip
+    assert re.fullmatch(r"[0-9A-F]{8}00800000", arpc)  # Visa CVN 18: ARPC ‖ CSU "approves"
     assert (verified.status, verified.body) == (
         200,
         {
@@ -163,6 +165,7 @@ def test_a_card_the_issuer_refuses_is_not_saved_and_the_record_is_unchanged(
     before = [saved(backend, who, MASTERCARD)]
     capture = start(backend, who)
     reply = backend.verify(capture, catalogue[card].pan)
+    assert reply.body.pop("arpc") is not None  # the card authenticated: the issuer answers it
     assert (reply.status, reply.body) == (
         200,
         {
@@ -322,7 +325,11 @@ def test_a_verification_is_no_contactless_payment_for_psd2(
     # A tap without PIN to save the same card is not a payment: not soft-declined, not counted.
     who = customer(backend)
     assert saved(backend, who, card.pan)["last4"] == card.pan[-4:]
-    assert backend.store.card_states["visa_sca"] == state
+    after = backend.store.card_states["visa_sca"]
+    assert (after.contactless_count, after.contactless_cents) == (1, 1000)
+    assert after.last_atc is not None
+    assert state.last_atc is not None
+    assert after.last_atc > state.last_atc  # the card's counters moved on; PSD2's did not
 
 
 # -- duplicates and idempotence ------------------------------------------------------------------
@@ -631,6 +638,7 @@ def saved_in(store: BackendStore, processor: Processor, seal_for: SealCard, pan:
         entry_mode="chip",
         brand="VISA",
         card_data=seal_for(pan, capture.transaction_id, 0),
+        emv=seal_for.emv(pan, 0),
     )
     assert store.verify_card(capture.id, request, processor, NOW)[1].response_code == "85"
     store.record_capture_result(capture.id, capture.transaction_id, "approved", NOW)

@@ -4,7 +4,7 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from freezegun import freeze_time
@@ -13,7 +13,9 @@ from harness.backend import load_processor, seed_store
 from harness.backend.processor import AuthorisationRequest, CardState, IssuerCard
 from harness.backend.seed import FixtureError, issuer_card, load_seed_settings
 from simulator.cards import CardProfile, Catalogue, CatalogueError
-from simulator.protocol.carddata import SensitiveCardData, associated_data, seal
+
+if TYPE_CHECKING:
+    from tests.harness.backend.conftest import SealCard
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 UTC_PLUS_ONE = timezone(timedelta(hours=1))
@@ -90,17 +92,16 @@ def test_invoices_offer_contactless_amounts_and_a_mix_of_statuses() -> None:
         assert all(p.method in ("transfer", "cheque") for p in invoice.payments)
 
 
-def test_processor_uses_the_fixture_terminal_keys_and_cards() -> None:
+@pytest.mark.parametrize(("pan", "code"), [("4242424242424242", "00"), ("4000000000000002", "05")])
+def test_processor_uses_the_fixture_keys_and_cards(seal_for: SealCard, pan: str, code: str) -> None:
+    """The fixture terminal's DUKPT blob opens with the fixture BDK, the card's ARQC verifies
+    with its issuer's fixture keys, and the catalogue's issuer answers."""
     processor = load_processor(FIXTURES)
-    key = bytes.fromhex("6ac292faa1315b4d858ab3a3d7d5933a")
-    blob = seal(
-        key,
-        "SIM0001",
-        SensitiveCardData("4000000000000002", "2912"),
-        associated_data("T1", 99, "EUR"),
-    )
-    request = AuthorisationRequest("T1", 99, "EUR", "chip", "VISA", blob)
-    assert processor.authorise(request, today=SCENARIO.date()).response_code == "05"
+    blob = seal_for(pan, "T1", 99)
+    request = AuthorisationRequest("T1", 99, "EUR", "chip", "VISA", blob, seal_for.emv(pan, 99))
+    decision = processor.authorise(request, today=SCENARIO.date())
+    assert (decision.response_code, decision.reason) == (code, None)
+    assert decision.arpc is not None
 
 
 def _fixtures_copy(tmp_path: Path) -> Path:
@@ -250,15 +251,18 @@ cards:
     ],
 )
 def test_catalogue_issuer_fields_reach_the_processor(
-    tmp_path: Path, pan: str, amount: int, states: dict[str, CardState], code: str
+    tmp_path: Path,
+    seal_for: SealCard,
+    pan: str,
+    amount: int,
+    states: dict[str, CardState],
+    code: str,
 ) -> None:
     fixtures = _fixtures_copy(tmp_path)
     (fixtures / "cards.yaml").write_text(CATALOGUE, encoding="utf-8")
     processor = load_processor(fixtures)
-    key = bytes.fromhex("6ac292faa1315b4d858ab3a3d7d5933a")
-    blob = seal(
-        key, "SIM0001", SensitiveCardData(pan, "2912"), associated_data("T1", amount, "EUR")
-    )
-    request = AuthorisationRequest("T1", amount, "EUR", "contactless", "VISA", blob)
+    blob = seal_for(pan, "T1", amount)
+    emv = seal_for.emv(pan, amount, issuer_brand="VISA")
+    request = AuthorisationRequest("T1", amount, "EUR", "contactless", "VISA", blob, emv)
     decision = processor.authorise(request, today=SCENARIO.date(), card_states=states)
     assert decision.response_code == code

@@ -214,6 +214,7 @@ def test_declined_leaves_the_invoice_unpaid_with_an_attempt(
 ) -> None:
     payment = start(backend, invoice)
     reply = backend.authorise(payment, REFUSED)
+    assert re.fullmatch(r"[0-9A-F]{8}00000000", reply.body.pop("arpc"))  # CVN 18: CSU declines
     assert reply.body == {
         "transaction_id": payment["transaction_id"],
         "response_code": "05",
@@ -262,7 +263,9 @@ def test_tampered_card_data_is_refused_and_changes_nothing(
     ciphertext[-1] ^= 0x40
     tampered = {**blob, "ciphertext": base64.b64encode(ciphertext).decode()}
     before = backend.get(f"/api/payments/{payment['payment_id']}").body
-    for card_data in (tampered, {**blob, "key_id": "SIM9999"}, "4242424242424242", {}):
+    unknown_bdk = {**blob, "ksn": "FFFFFFFF" + blob["ksn"][8:]}
+    interim = {**blob, "scheme": "AESGCM-TK1", "key_id": "SIM0001"}
+    for card_data in (tampered, unknown_bdk, interim, "4242424242424242", {}):
         reply = backend.authorise(payment, VISA, card_data=card_data)
         assert_error(reply, 422, "card_data_invalid", "card_data")
     assert backend.get(f"/api/payments/{payment['payment_id']}").body == before
@@ -413,6 +416,7 @@ def test_online_pin_is_checked_by_the_issuer(
     wrong = "0000" if pin != "0000" else "1111"
     payment = start(backend, invoice)
     reply = backend.authorise(payment, VISA, entry_mode="chip", cvm="online_pin", pin=wrong)
+    assert reply.body.pop("arpc") is not None
     assert reply.body == {
         "transaction_id": payment["transaction_id"],
         "response_code": "55",

@@ -35,7 +35,7 @@ def test_pairing_is_numeric_comparison_and_bond_is_mitm() -> None:
 
 
 def test_just_works_central_cannot_start_a_payment() -> None:
-    with World(WorldConfig(phone_mitm=False)) as world:
+    with World(WorldConfig(phone_mitm=False, preconfigured=True)) as world:
         world.associate()  # Just Works pairing succeeds, diagnosis is allowed
         (link,) = world.terminal._links.values()
         assert link.connection.encryption
@@ -125,3 +125,12 @@ def test_device_information_and_battery_services_are_readable() -> None:
         assert world.run(read(gatt.GATT_MANUFACTURER_NAME_STRING_CHARACTERISTIC)) == b"tpe-sim"
         assert world.run(read(gatt.GATT_FIRMWARE_REVISION_STRING_CHARACTERISTIC)) == b"1.4.2"
         assert world.run(read(gatt.GATT_BATTERY_LEVEL_CHARACTERISTIC)) == bytes([42])
+
+
+def test_just_works_central_cannot_even_set_the_terminal_up() -> None:
+    with World(WorldConfig(phone_mitm=False)) as world:
+        with pytest.raises(PhoneError) as refused:
+            world.associate()
+        assert refused.value.code == "insecure_link"
+        assert not world.terminal.engine.configured
+        assert world.terminal.engine.state is State.IDLE

@@ -242,3 +242,17 @@ def test_contactless_must_be_a_boolean() -> None:
 def test_atc_must_not_be_a_boolean() -> None:
     with pytest.raises(CatalogueError, match="'atc'"):
         profile(atc=True)
+
+
+def test_a_right_pin_resets_the_try_counter_to_the_limit_of_three() -> None:
+    data = {
+        "pan": "4242424242424242",
+        "expiry": "2029-12",
+        "brand": "VISA",
+        "pin": "1234",
+        "pin_tries": 1,
+        "applications": [{"aid": "A0000000031010"}],
+    }
+    the_card = VirtualCard(CardProfile.from_dict("one_try_left", data))
+    assert the_card.verify_pin("1234").ok
+    assert the_card.pin_tries == 3

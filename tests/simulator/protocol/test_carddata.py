@@ -1,4 +1,5 @@
-"""Card data sealed for the processor: AES-GCM, bound to the transaction."""
+"""Card data sealed for the processor: AES-GCM under an AES DUKPT data key, bound to the
+key serial number and the transaction."""
 
 from __future__ import annotations
 
@@ -11,19 +12,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.protocol.carddata import (
+    DATA_KEY_USAGE,
     NONCE_SIZE,
     SCHEME,
     CardDataError,
     SensitiveCardData,
     associated_data,
-    key_id_of,
+    ksn_of,
     mask_pan,
     open_sealed,
     seal,
 )
+from simulator.protocol.dukpt import Originator, derive_initial_key, host_working_key, make_ksn
 
-KEY = bytes.fromhex("6ac292faa1315b4d858ab3a3d7d5933a")
-OTHER_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+BDK = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
+BDK_ID = bytes.fromhex("5E1A0001")
+IKID = BDK_ID + bytes.fromhex("00000007")
+BDKS = {BDK_ID: BDK}
+OTHER_BDKS = {BDK_ID: bytes.fromhex("00112233445566778899aabbccddeeff")}
 PAN = "4242424242424242"
 DATA = SensitiveCardData(pan=PAN, expiry="2912", pan_sequence="01")
 AAD = associated_data("T-0001", 4250, "EUR")
@@ -33,8 +39,12 @@ def fixed_bytes(n: int) -> bytes:
     return bytes(range(0xA0, 0xA0 + n))
 
 
+def terminal(counter: int = 0) -> Originator:
+    return Originator(derive_initial_key(BDK, IKID), IKID, counter)
+
+
 def sealed() -> dict[str, str]:
-    return seal(KEY, "SIM0001", DATA, AAD, fixed_bytes)
+    return seal(terminal(), DATA, AAD, fixed_bytes)
 
 
 def test_associated_data_binds_identifier_amount_and_currency() -> None:
@@ -44,25 +54,44 @@ def test_associated_data_binds_identifier_amount_and_currency() -> None:
 
 def test_seal_then_open_round_trip() -> None:
     blob = sealed()
-    assert open_sealed(KEY, blob, AAD) == DATA
+    assert open_sealed(BDKS, blob, AAD) == DATA
+
+
+def test_online_pin_round_trip() -> None:
+    with_pin = SensitiveCardData(pan=PAN, expiry="2912", pin="2468")
+    assert open_sealed(BDKS, seal(terminal(), with_pin, AAD), AAD).pin == "2468"
 
 
 def test_wire_form() -> None:
     blob = sealed()
-    assert set(blob) == {"scheme", "key_id", "nonce", "ciphertext"}
-    assert blob["scheme"] == SCHEME == "AESGCM-TK1"
-    assert blob["key_id"] == key_id_of(blob) == "SIM0001"
+    assert set(blob) == {"scheme", "ksn", "nonce", "ciphertext"}
+    assert blob["scheme"] == SCHEME == "AES-DUKPT-1"
+    assert blob["ksn"] == IKID.hex().upper() + "00000001"
+    assert ksn_of(blob) == make_ksn(IKID, 1)
     assert base64.b64decode(blob["nonce"]) == fixed_bytes(NONCE_SIZE)
     assert len(base64.b64decode(blob["nonce"])) == 12
     assert all(isinstance(value, str) for value in blob.values())
 
 
-def test_fresh_nonce_per_seal_with_the_default_random_source() -> None:
-    first = seal(KEY, "SIM0001", DATA, AAD)
-    second = seal(KEY, "SIM0001", DATA, AAD)
-    assert first["nonce"] != second["nonce"]
-    assert first["ciphertext"] != second["ciphertext"]
-    assert open_sealed(KEY, first, AAD) == open_sealed(KEY, second, AAD) == DATA
+def test_the_key_is_the_dukpt_data_key_of_the_ksn_and_the_ksn_is_authenticated() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    blob = sealed()
+    ksn = make_ksn(IKID, 1)
+    key = host_working_key(BDK, ksn, DATA_KEY_USAGE)
+    plaintext = AESGCM(key).decrypt(
+        base64.b64decode(blob["nonce"]), base64.b64decode(blob["ciphertext"]), ksn + AAD
+    )
+    assert json.loads(plaintext) == {"pan": PAN, "expiry": "2912", "pan_sequence": "01"}
+
+
+def test_every_seal_uses_the_next_counter() -> None:
+    device = terminal()
+    blobs = [seal(device, DATA, AAD) for _ in range(3)]
+    assert [ksn_of(blob)[-4:] for blob in blobs] == [bytes((0, 0, 0, n)) for n in (1, 2, 3)]
+    assert device.counter == 3
+    assert all(open_sealed(BDKS, blob, AAD) == DATA for blob in blobs)
+    assert len({blob["ciphertext"] for blob in blobs}) == 3
 
 
 def test_pan_and_expiry_do_not_appear_in_the_sealed_blob() -> None:
@@ -92,44 +121,57 @@ def with_(**changes: object) -> dict[str, object]:
     return {k: v for k, v in blob.items() if v is not None}
 
 
-DEFECTS: dict[str, tuple[bytes, object, bytes, str]] = {
-    "wrong key": (OTHER_KEY, sealed(), AAD, "does not authenticate"),
+def next_ksn() -> str:
+    """The KSN of the following transaction: a key that exists, but not the blob's."""
+    return IKID.hex().upper() + "00000002"
+
+
+DEFECTS: dict[str, tuple[dict[bytes, bytes], object, bytes, str]] = {
+    "wrong BDK": (OTHER_BDKS, sealed(), AAD, "does not authenticate"),
+    "unknown BDK ID": ({}, sealed(), AAD, "no base derivation key 5E1A0001"),
     "tampered ciphertext": (
-        KEY,
+        BDKS,
         with_(ciphertext=flip_byte(sealed()["ciphertext"])),
         AAD,
         "does not authenticate",
     ),
     "tampered tag": (
-        KEY,
+        BDKS,
         with_(ciphertext=flip_byte(sealed()["ciphertext"], -1)),
         AAD,
         "does not authenticate",
     ),
-    "tampered nonce": (KEY, with_(nonce=flip_byte(sealed()["nonce"])), AAD, "authenticate"),
-    "amount changed": (KEY, sealed(), associated_data("T-0001", 4251, "EUR"), "authenticate"),
-    "other transaction": (KEY, sealed(), associated_data("T-0002", 4250, "EUR"), "authenticate"),
-    "currency changed": (KEY, sealed(), associated_data("T-0001", 4250, "USD"), "authenticate"),
-    "truncated ciphertext": (KEY, with_(ciphertext=""), AAD, "authenticate"),
-    "bad base64": (KEY, with_(ciphertext="not base64!"), AAD, "not base64"),
-    "missing nonce": (KEY, with_(nonce=None), AAD, "missing"),
-    "short nonce": (KEY, with_(nonce=base64.b64encode(b"123").decode()), AAD, "wrong size"),
-    "wrong scheme": (KEY, with_(scheme="DUKPT-AES"), AAD, "unsupported card_data scheme"),
-    "no scheme": (KEY, with_(scheme=None), AAD, "unsupported card_data scheme"),
-    "not an object": (KEY, ["AESGCM-TK1"], AAD, "must be an object"),
+    "tampered nonce": (BDKS, with_(nonce=flip_byte(sealed()["nonce"])), AAD, "authenticate"),
+    "another counter's KSN": (BDKS, with_(ksn=next_ksn()), AAD, "authenticate"),
+    "a counter no terminal uses": (BDKS, with_(ksn=IKID.hex() + "0001FFFF"), AAD, "unusable"),
+    "amount changed": (BDKS, sealed(), associated_data("T-0001", 4251, "EUR"), "authenticate"),
+    "other transaction": (BDKS, sealed(), associated_data("T-0002", 4250, "EUR"), "authenticate"),
+    "currency changed": (BDKS, sealed(), associated_data("T-0001", 4250, "USD"), "authenticate"),
+    "truncated ciphertext": (BDKS, with_(ciphertext=""), AAD, "authenticate"),
+    "bad base64": (BDKS, with_(ciphertext="not base64!"), AAD, "not base64"),
+    "missing nonce": (BDKS, with_(nonce=None), AAD, "missing"),
+    "short nonce": (BDKS, with_(nonce=base64.b64encode(b"123").decode()), AAD, "wrong size"),
+    "missing ksn": (BDKS, with_(ksn=None), AAD, "no ksn"),
+    "short ksn": (BDKS, with_(ksn="5E1A0001"), AAD, "24 hex digits"),
+    "ksn not hex": (BDKS, with_(ksn="Z" * 24), AAD, "24 hex digits"),
+    "interim scheme": (BDKS, with_(scheme="AESGCM-TK1"), AAD, "unsupported card_data scheme"),
+    "no scheme": (BDKS, with_(scheme=None), AAD, "unsupported card_data scheme"),
+    "not an object": (BDKS, ["AES-DUKPT-1"], AAD, "must be an object"),
 }
 
 
-@pytest.mark.parametrize(("key", "blob", "aad", "reason"), DEFECTS.values(), ids=DEFECTS.keys())
-def test_defects_raise_card_data_error(key: bytes, blob: object, aad: bytes, reason: str) -> None:
+@pytest.mark.parametrize(("bdks", "blob", "aad", "reason"), DEFECTS.values(), ids=DEFECTS.keys())
+def test_defects_raise_card_data_error(
+    bdks: dict[bytes, bytes], blob: object, aad: bytes, reason: str
+) -> None:
     with pytest.raises(CardDataError, match=reason):
-        open_sealed(key, blob, aad)
+        open_sealed(bdks, blob, aad)
 
 
-@pytest.mark.parametrize("blob", [{}, {"key_id": 7}, "SIM0001", None])
-def test_key_id_of_refuses_blobs_without_a_key_id(blob: object) -> None:
-    with pytest.raises(CardDataError, match="no key_id"):
-        key_id_of(blob)
+@pytest.mark.parametrize("blob", [{}, {"ksn": 7}, "5E1A000100000007", None])
+def test_ksn_of_refuses_blobs_without_a_ksn(blob: object) -> None:
+    with pytest.raises(CardDataError, match="no ksn"):
+        ksn_of(blob)
 
 
 @pytest.mark.parametrize(
@@ -160,5 +202,5 @@ def test_seal_uses_the_random_source_for_the_nonce_only() -> None:
         calls.append(n)
         return os.urandom(n)
 
-    seal(KEY, "SIM0001", DATA, AAD, counting)
+    seal(terminal(), DATA, AAD, counting)
     assert calls == [NONCE_SIZE]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -11,6 +12,7 @@ from simulator.protocol import (
     MessageError,
     PhoneEndpoint,
     ProtocolError,
+    ReplayedCommand,
     TerminalEndpoint,
     UnknownMessageType,
 )
@@ -36,7 +38,12 @@ BIG_EVENT = AuthorisationRequest(
     masked_pan="************4242",
     application_label="VISA",
     aid="A0000000031010",
-    card_data={"scheme": "AESGCM-TK1", "key_id": "SIM0001", "nonce": "n" * 16, "ciphertext": "c"},
+    card_data={
+        "scheme": "AES-DUKPT-1",
+        "ksn": "5E1A000100000001" + "00000001",
+        "nonce": "n" * 16,
+        "ciphertext": "c",
+    },
     emv={f"9F{i:02X}": "00" * 16 for i in range(40)},
 )
 
@@ -192,3 +199,80 @@ def test_receive_frame_never_raises_on_a_huge_integer() -> None:
     out = carry(list(fragment(data, 1, 517)), terminal)
     assert len(out) == 1
     assert isinstance(out[0], MessageError)
+
+
+# -- replayed commands ---------------------------------------------------------------------------
+
+
+def command_frames(command: Command) -> list[bytes]:
+    """The frames of ``command`` exactly as numbered (no endpoint renumbers it)."""
+    return list(fragment(encode(command), command.id, 23))
+
+
+def diagnosis(command_id: int) -> DiagnosisRequest:
+    return DiagnosisRequest(id=command_id)
+
+
+def test_a_command_sent_again_is_refused_as_a_replay_and_the_next_one_is_served() -> None:
+    terminal = TerminalEndpoint()
+    payment = dataclasses.replace(PAYMENT, id=1)
+    first = command_frames(payment)
+    assert carry(first, terminal) == [payment]
+    [replay] = carry(first, terminal)  # the same writes, captured and sent again
+    assert isinstance(replay, ReplayedCommand)
+    assert replay.code == "replayed_command"
+    assert "PaymentRequest id 1 is not above 1" in replay.reason
+    assert carry(command_frames(diagnosis(2)), terminal) == [diagnosis(2)]
+    assert terminal.last_received_id == 2
+
+
+@pytest.mark.parametrize("replayed_id", [0, 1, 4, 5])
+def test_ids_not_above_the_last_accepted_are_refused(replayed_id: int) -> None:
+    terminal = TerminalEndpoint()
+    assert carry(command_frames(diagnosis(5)), terminal) == [diagnosis(5)]
+    [refusal] = carry(command_frames(diagnosis(replayed_id)), terminal)
+    assert isinstance(refusal, ReplayedCommand)
+    assert terminal.last_received_id == 5  # a refusal moves nothing
+    assert carry(command_frames(diagnosis(9)), terminal) == [diagnosis(9)]  # gaps are fine
+
+
+def test_a_command_without_id_is_refused_by_the_terminal() -> None:
+    """A missing id means 0, which no endpoint sends (they number from 1)."""
+    terminal = TerminalEndpoint()
+    frames = list(fragment(b'{"v":1,"type":"DiagnosisRequest"}', 0, 23))
+    [refusal] = carry(frames, terminal)
+    assert isinstance(refusal, ReplayedCommand)
+
+
+def test_an_invalid_message_does_not_consume_its_id() -> None:
+    terminal = TerminalEndpoint()
+    bad = b'{"v":1,"type":"PaymentRequest","id":3,"amount":"x"}'
+    [error] = carry(list(fragment(bad, 3, 23)), terminal)
+    assert isinstance(error, MessageError)
+    assert terminal.last_received_id == 0
+    assert carry(command_frames(diagnosis(3)), terminal) == [diagnosis(3)]
+
+
+def test_each_connection_has_its_own_numbering() -> None:
+    first, second = TerminalEndpoint(), TerminalEndpoint()
+    assert carry(command_frames(diagnosis(7)), first) == [diagnosis(7)]
+    assert carry(command_frames(diagnosis(1)), second) == [diagnosis(1)]
+
+
+def test_the_phone_numbers_its_commands_so_that_none_is_ever_refused() -> None:
+    phone, terminal = PhoneEndpoint(), TerminalEndpoint()
+    received = []
+    for _ in range(300):  # past the frame's 8-bit message number
+        _, frames = phone.send(DiagnosisRequest())
+        received.extend(carry(frames, terminal))
+    assert all(isinstance(item, DiagnosisRequest) for item in received)
+    assert terminal.last_received_id == 300
+
+
+def test_the_phone_does_not_refuse_events_by_id() -> None:
+    """Replay protection is the terminal's: events may be numbered by several links."""
+    phone = PhoneEndpoint()
+    update = DisplayUpdate(id=4, lines=["BIENVENUE"])
+    frames = list(fragment(encode(update), 4, 23))
+    assert carry(frames, phone) == [update]
+    assert carry(frames, phone) == [update]

@@ -33,6 +33,9 @@ from simulator.protocol.messages import (
     Message,
     PaymentRequest,
     PaymentResponse,
+    SetupProgress,
+    SetupRequest,
+    SetupResponse,
     TransactionStatusRequest,
     TransactionStatusResponse,
     decode,
@@ -45,6 +48,15 @@ SAMPLES: list[Message] = [
         id=3, transaction_id="T-0001", amount=4250, currency="EUR", reference="FA-2026-0042"
     ),
     CardAcquisitionRequest(id=4, transaction_id="T-0002", reference="C-0003"),
+    SetupRequest(
+        id=6,
+        merchant_id="M-0001",
+        merchant_name="Plomberie Durand",
+        city="Lyon",
+        contract_number="1234567",
+    ),
+    SetupProgress(id=7, phase="firmware", percent=40, message="Mise à jour du logiciel : 40 %"),
+    SetupResponse(id=8, result="completed", firmware="1.4.2", message="Terminal configuré"),
     CardAcquisitionResponse(
         id=5,
         transaction_id="T-0002",

@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 
-from simulator.cards import CardProfile, Catalogue, EntryMode, VirtualCard
+from simulator.cards import (
+    CardCryptography,
+    CardProfile,
+    Catalogue,
+    EntryMode,
+    IssuerMasterKeys,
+    VirtualCard,
+)
 from simulator.protocol import FramingError, PhoneEndpoint, TerminalEndpoint, UnknownMessageType
-from simulator.protocol.carddata import CardDataError, associated_data, open_sealed
+from simulator.protocol.carddata import CardDataError, associated_data, ksn_of, open_sealed
+from simulator.protocol.dukpt import derive_initial_key, split_ksn
 from simulator.protocol.framing import fragment
 from simulator.protocol.messages import (
     AbortRequest,
@@ -55,6 +64,16 @@ CALENDAR = dt.datetime(2026, 12, 3, 9, 30, 15)
 T0 = 1000.0
 TXN = "T-0001"
 WELCOME = ("BIENVENUE", PROFILE.name)
+#: The test keys of fixtures/keys.yaml, read here without the harness: the processor's BDKs,
+#: this terminal's initial key ID, and the issuers' master keys the cards are made with.
+_KEYS = yaml.safe_load((FIXTURES / "keys.yaml").read_text(encoding="utf-8"))
+BDKS = {bytes.fromhex(i): bytes.fromhex(k) for i, k in _KEYS["dukpt"]["bdks"].items()}
+IKID = bytes.fromhex(_KEYS["dukpt"]["terminals"][PROFILE.serial])
+INITIAL_KEY = derive_initial_key(BDKS[IKID[:4]], IKID)
+ISSUER_KEYS = {
+    brand: IssuerMasterKeys(**{part: bytes.fromhex(v) for part, v in keys.items()})
+    for brand, keys in _KEYS["issuer_master_keys"].items()
+}
 
 E = TypeVar("E", bound=Event)
 
@@ -78,7 +97,14 @@ class Rig:
 
     def __init__(self, profile: TerminalProfile = PROFILE) -> None:
         self.random = CountingRandom()
-        self.engine = TerminalEngine(profile, MERCHANT, TIMEOUTS, random_bytes=self.random)
+        self.engine = TerminalEngine(
+            profile,
+            MERCHANT,
+            TIMEOUTS,
+            random_bytes=self.random,
+            initial_key=INITIAL_KEY,
+            initial_key_id=IKID,
+        )
         self.engine.drain_events()  # the welcome screen shown at power-on
         self.next_id = 1
 
@@ -99,16 +125,35 @@ class Rig:
         return self.engine.drain_events()
 
     def answer(
-        self, code: str, now: float, auth_code: str | None = None, txn: str = TXN, message: str = ""
+        self,
+        code: str,
+        now: float,
+        auth_code: str | None = None,
+        txn: str = TXN,
+        message: str = "",
+        arpc: str | None = "issuer",
     ) -> list[Event]:
+        """The processor's answer. ``arpc``: "issuer" (default) for the tag 91 the card's
+        issuer computes for the ARQC of the transaction in progress, else the value sent."""
         response = AuthorisationResponse(
             id=self.take_id(),
             transaction_id=txn,
             response_code=code,
             authorisation_code=auth_code,
             message=message,
+            arpc=self.issuer_arpc(code) if arpc == "issuer" else arpc,
         )
         return self.command(response, now)
+
+    def issuer_arpc(self, code: str) -> str | None:
+        """What the issuer answers the card of the current transaction (tag 91), if any."""
+        txn = self.engine.current
+        if txn is None or txn.card is None or txn.card_read is None:
+            return None
+        profile = txn.card.profile
+        issuer = CardCryptography(profile.brand, ISSUER_KEYS[profile.brand], profile.pan)
+        emv = txn.card_read.emv
+        return issuer.issuer_authentication_data(emv["9F26"], emv["9F36"], code)
 
     def state(self) -> State:
         """The engine's state, read through a call so that mypy does not narrow it."""
@@ -126,7 +171,8 @@ def only(events: list[Event], kind: type[E]) -> E:
 
 
 def card(key: str = "visa") -> VirtualCard:
-    return VirtualCard(CARDS[key])
+    """The catalogue card ``key``, personalised with its issuer's keys."""
+    return VirtualCard(CARDS[key], ISSUER_KEYS[CARDS[key].brand])
 
 
 @pytest.fixture
@@ -180,11 +226,16 @@ def test_tap_sends_an_authorisation_request_with_sealed_card_data(rig: Rig) -> N
     assert request.emv["9F36"] == f"{CARDS['visa'].atc + 1:04X}"
     # The card data opens for the processor, bound to this transaction.
     aad = associated_data(TXN, 4250, "EUR")
-    sealed = open_sealed(PROFILE.card_data_key, request.card_data, aad)
+    sealed = open_sealed(BDKS, request.card_data, aad)
     assert (sealed.pan, sealed.expiry) == (pan, visa.profile.expiry)
-    assert request.card_data["key_id"] == PROFILE.serial
+    assert request.card_data["scheme"] == "AES-DUKPT-1"
+    assert split_ksn(ksn_of(request.card_data)) == (IKID, 1)  # the terminal's first counter
     with pytest.raises(CardDataError):
-        open_sealed(PROFILE.card_data_key, request.card_data, associated_data(TXN, 425, "EUR"))
+        open_sealed(BDKS, request.card_data, associated_data(TXN, 425, "EUR"))
+    # The card's cryptogram, which its issuer checks.
+    issuer = CardCryptography("VISA", ISSUER_KEYS["VISA"], pan)
+    assert issuer.verify_arqc(request.emv)
+    assert request.emv["9F10"] == issuer.issuer_application_data
     # Nothing the phone sees holds the PAN in clear.
     assert pan not in encode(request).decode()
     assert pan not in json.dumps([encode(e).decode() for e in events])
@@ -651,7 +702,7 @@ def test_contactless_payment_over_the_wire_at_minimum_mtu(rig: Rig) -> None:
     received = wire.flush()
     request = next(e for e in received if isinstance(e, AuthorisationRequest))
     aad = associated_data(request.transaction_id, request.amount, request.currency)
-    assert open_sealed(PROFILE.card_data_key, request.card_data, aad).pan == CARDS["visa"].pan
+    assert open_sealed(BDKS, request.card_data, aad).pan == CARDS["visa"].pan
     answer = AuthorisationResponse(
         transaction_id=TXN, response_code="00", authorisation_code="A1B2C3"
     )
@@ -690,7 +741,7 @@ def pin(rig: Rig, digits: str, now: float) -> list[Event]:
 
 def sealed_pin(request: AuthorisationRequest) -> str | None:
     aad = associated_data(request.transaction_id, request.amount, request.currency)
-    return open_sealed(PROFILE.card_data_key, request.card_data, aad).pin
+    return open_sealed(BDKS, request.card_data, aad).pin
 
 
 @pytest.mark.parametrize(
@@ -1034,3 +1085,54 @@ def test_the_red_key_cannot_stop_a_request_already_at_the_bank(rig: Rig) -> None
     rig.engine.press_red_key(T0 + 2)
     assert rig.engine.drain_events() == []
     assert rig.state() is State.AUTHORISING
+
+
+def test_a_phone_wallet_cannot_be_inserted(rig: Rig) -> None:
+    rig.pay(12000)
+    with pytest.raises(TerminalError, match="cannot be inserted"):
+        insert(rig, card("wallet"), T0 + 1)
+    assert rig.state() is State.WAITING_FOR_CARD
+
+
+@pytest.mark.parametrize("typed", ["", "1", "123", "abcd", "12 34", "1234567890123"])
+def test_the_pin_pad_takes_only_4_to_12_digits_and_a_slip_costs_no_try(
+    rig: Rig, typed: str
+) -> None:
+    the_card = card("offline_pin")
+    rig.pay(12000)
+    insert(rig, the_card, T0 + 1)
+    with pytest.raises(TerminalError, match="4 to 12 digits"):
+        rig.engine.enter_pin(typed, T0 + 2)
+    assert the_card.pin_tries == 3
+    assert rig.state() is State.PIN_ENTRY
+
+
+def test_strong_authentication_asked_after_the_pin_is_a_final_decline(rig: Rig) -> None:
+    rig.pay(12000)
+    insert(rig, card("visa"), T0 + 1)
+    pin(rig, "1234", T0 + 2)
+    response = only(rig.answer("65", T0 + 3), PaymentResponse)
+    assert response.result == "declined"
+    assert response.message.startswith("Paiement refusé par la banque")
+    assert "saisissez le code" not in response.message
+
+
+def test_the_brand_chosen_on_a_co_badged_card_holds_for_the_chip_read_after_a_soft_decline(
+    rig: Rig,
+) -> None:
+    rig.pay(2000)
+    rig.engine.present_card(
+        card("cb_mastercard"), EntryMode.CONTACTLESS, T0 + 1, CALENDAR, "MASTERCARD"
+    )
+    assert only(rig.engine.drain_events(), AuthorisationRequest).brand == "MASTERCARD"
+    rig.answer("65", T0 + 2)
+    insert(rig, card("cb_mastercard"), T0 + 3)  # no brand chosen again
+    second = only(pin(rig, "1470", T0 + 4), AuthorisationRequest)
+    assert second.brand == "MASTERCARD"
+
+
+def test_a_capture_is_saved_only_on_85(rig: Rig) -> None:
+    capture(rig)
+    rig.tap(card("visa"), T0 + 1)
+    response = only(rig.answer("00", T0 + 2, "123456", txn="T-CAP"), CardAcquisitionResponse)
+    assert response.result == "declined"
