@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--invoice", help="invoice number (default: the first unpaid ≤ 50 €)")
     demo.add_argument("--seed", type=int, help="Faker seed for customers and invoices")
     demo.add_argument(
+        "--terminal",
+        default="standard",
+        help="terminal profile of fixtures/terminals.yaml (default: standard; e.g. mise_a_jour "
+        "for a first setup with a firmware update, code_a_saisir for passkey pairing)",
+    )
+    demo.add_argument(
         "--insert",
         action="store_true",
         help="insert the card and type the PIN (automatic above the 50 EUR contactless ceiling)",
@@ -94,7 +100,7 @@ def steps_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     try:
-        world = World(WorldConfig(seed=args.seed, fast=not args.realtime))
+        world = World(WorldConfig(seed=args.seed, fast=not args.realtime, terminal=args.terminal))
     except (CatalogueError, ProfileError, FixtureError, OSError) as error:
         print(f"tpe-sim: cannot load the fixtures: {error}", file=sys.stderr)
         return 2

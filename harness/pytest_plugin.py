@@ -42,6 +42,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run worlds on the wall clock instead of virtual time (slow; for debugging)",
     )
     group.addoption(
+        "--tpe-terminal",
+        default="standard",
+        help="terminal profile of terminals.yaml the worlds start with (default: standard)",
+    )
+    group.addoption(
         "--tpe-fixtures",
         type=Path,
         default=None,
@@ -70,6 +75,7 @@ def world_config(request: pytest.FixtureRequest) -> WorldConfig:
         fixtures=option("--tpe-fixtures") or fixtures_dir(),
         seed=option("--tpe-seed"),
         fast=not option("--tpe-realtime"),
+        terminal=option("--tpe-terminal"),
     )
 
 

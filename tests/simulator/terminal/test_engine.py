@@ -39,6 +39,9 @@ from simulator.protocol.messages import (
     Event,
     PaymentRequest,
     PaymentResponse,
+    SetupProgress,
+    SetupRequest,
+    SetupResponse,
     TransactionStatusRequest,
     TransactionStatusResponse,
     encode,
@@ -949,6 +952,17 @@ TERMINAL_TEXTS = {
     "CARTE EXPIRÉE",
     "ANNULÉE SUR LE",
     "TERMINAL",
+    # pairing and first setup
+    "SAISISSEZ SUR LE TEL",
+    "APPAIRAGE REFUSÉ",
+    "TROP DE TÉLÉPHONES",
+    "RÉINITIALISEZ",
+    "À CONFIGURER",
+    "CONFIGURATION",
+    "MISE À JOUR",
+    "NE PAS ÉTEINDRE",
+    "TERMINAL CONFIGURÉ",
+    "INTERROMPUE",
 }
 
 
@@ -998,19 +1012,34 @@ def _screens_of_every_flow() -> set[str]:
         capture(r, "T-C3", T0 + 6)
         r.engine.press_red_key(T0 + 7)
 
+    def passkey_and_full(r: Rig) -> None:
+        r.engine.show_pairing_code("123456", T0, typed=True)
+        r.engine.show_bonds_full(T0)
+
     seen: set[str] = set()
     flows = (approved, declined, unsupported, chip_wrong_pin, soft_decline, removed, pairing)
-    for flow in (*flows, captures):
+    for flow in (*flows, captures, passkey_and_full):
         rig = Rig()
         flow(rig)
         for shot in rig.engine.screen.history:
+            seen.update(shot.lines)
+    for engine in (fresh(UPDATING), fresh()):  # first setup, the second one cut short
+        engine.handle_command(SETUP, T0, CALENDAR, secure=True)
+        if engine.profile is UPDATING:
+            run_setup(engine, T0)
+        else:
+            engine.link_lost(T0 + 1)
+        for shot in engine.screen.history:
             seen.update(shot.lines)
     return seen
 
 
 def test_the_terminal_shows_only_the_listed_french_texts() -> None:
     seen = _screens_of_every_flow()
-    variable = re.compile(r"^(\d[\d ]*,\d\d EUR|CODE \d{6}|ESSAIS RESTANTS : \d|TPE-\w+)$")
+    variable = re.compile(
+        r"^(\d[\d ]*,\d\d EUR|CODE \d{6}|ESSAIS RESTANTS : \d|TPE-\w+"
+        r"|TÉLÉCHARGEMENT \d+ %|LOGICIEL \d+ %|\d+ %)$"
+    )
     fixed = {line for line in seen if not variable.match(line)}
     assert fixed == TERMINAL_TEXTS
     assert all(len(line) <= 20 and line == line.upper() for line in seen)
@@ -1136,3 +1165,92 @@ def test_a_capture_is_saved_only_on_85(rig: Rig) -> None:
     rig.tap(card("visa"), T0 + 1)
     response = only(rig.answer("00", T0 + 2, "123456", txn="T-CAP"), CardAcquisitionResponse)
     assert response.result == "declined"
+
+
+# ------------------------------------------------------------------------------ first setup
+SETUP = SetupRequest(
+    id=900, merchant_id="M-1", merchant_name="Plomberie Durand", city="Lyon", contract_number="1"
+)
+UPDATING = load_profiles(FIXTURES / "terminals.yaml")["mise_a_jour"]
+
+
+def fresh(profile: TerminalProfile = PROFILE) -> TerminalEngine:
+    engine = TerminalEngine(profile, None, TIMEOUTS)
+    engine.drain_events()
+    return engine
+
+
+def run_setup(engine: TerminalEngine, now: float) -> list[Event]:
+    engine.handle_command(SETUP, now, CALENDAR, secure=True)
+    events = engine.drain_events()
+    while engine.next_deadline is not None:
+        engine.on_timer(engine.next_deadline)
+        events += engine.drain_events()
+    return events
+
+
+def test_a_fresh_terminal_refuses_payments_until_set_up() -> None:
+    engine = fresh()
+    assert engine.screen.lines == ("BIENVENUE", PROFILE.name, "À CONFIGURER")
+    request = PaymentRequest(id=1, transaction_id="T1", amount=100, currency="EUR", reference="F")
+    engine.handle_command(request, T0, CALENDAR, secure=True)
+    assert refusal(engine.drain_events()).code == "setup_required"
+
+
+def test_first_setup_reports_progress_and_takes_its_loop_time() -> None:
+    engine = fresh(UPDATING)
+    events = run_setup(engine, T0)
+    progress = [(e.phase, e.percent) for e in events if isinstance(e, SetupProgress)]
+    assert progress[0] == ("configuration", 0)
+    assert ("configuration", 100) in progress
+    assert progress[-1] == ("firmware", 100)
+    configuration = [p for phase, p in progress if phase == "configuration"]
+    assert configuration == list(range(0, 101, 10))
+    done = only(events, SetupResponse)
+    assert (done.result, done.firmware) == ("completed", "1.4.2")
+    assert engine.configured
+    assert engine.firmware == "1.4.2"
+    last = max(shot.at for shot in engine.screen.history)
+    assert last - T0 == UPDATING.configuration_seconds + UPDATING.firmware_seconds
+
+
+def test_setup_is_refused_below_the_battery_threshold() -> None:
+    engine = fresh()
+    engine.set_battery(PROFILE.min_setup_battery - 1)
+    engine.handle_command(SETUP, T0, CALENDAR, secure=True)
+    error = refusal(engine.drain_events())
+    assert error.code == "battery_low"
+    assert "Batterie du terminal trop faible" in error.message
+    assert not engine.configured
+
+
+def test_a_link_loss_pauses_setup_and_the_next_request_resumes_it() -> None:
+    engine = fresh()
+    engine.handle_command(SETUP, T0, CALENDAR, secure=True)
+    for _ in range(4):
+        deadline = engine.next_deadline
+        assert deadline is not None
+        engine.on_timer(deadline)
+    engine.link_lost(T0 + 50)
+    engine.drain_events()  # what went to the phone before the link dropped
+    assert engine.next_deadline is None
+    assert engine.setup_progress.configuration == 40
+    assert engine.screen.lines == ("CONFIGURATION", "INTERROMPUE", "40 %")
+    events = run_setup(engine, T0 + 100)
+    first = next(e for e in events if isinstance(e, SetupProgress))
+    assert first.percent == 40  # resumed, not restarted
+    assert engine.configured
+
+
+def test_setup_on_an_insecure_link_is_refused() -> None:
+    engine = fresh()
+    engine.handle_command(SETUP, T0, CALENDAR, secure=False)
+    assert refusal(engine.drain_events()).code == "insecure_link"
+
+
+def test_a_factory_reset_forgets_the_configuration() -> None:
+    engine = fresh()
+    run_setup(engine, T0)
+    engine.factory_reset(T0 + 500)
+    assert not engine.configured
+    assert engine.journal == {}
