@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from harness.app import PhoneError
 from harness.backend.seed import FixtureError
+from harness.keys import KeyFixtureError
 from harness.rig import World, WorldConfig, WorldTimeout
 from simulator.cards import CatalogueError
 from simulator.terminal import CONTACTLESS_CEILING, ProfileError, TerminalError, format_amount
@@ -101,7 +102,7 @@ def steps_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     try:
         world = World(WorldConfig(seed=args.seed, fast=not args.realtime, terminal=args.terminal))
-    except (CatalogueError, ProfileError, FixtureError, OSError) as error:
+    except (CatalogueError, ProfileError, FixtureError, KeyFixtureError, OSError) as error:
         print(f"tpe-sim: cannot load the fixtures: {error}", file=sys.stderr)
         return 2
     try:

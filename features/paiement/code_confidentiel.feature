@@ -35,13 +35,13 @@ Fonctionnalité: Paiement par carte insérée et code confidentiel
     Et le paiement se termine
     Alors le terminal affiche « PAIEMENT REFUSÉ »
     Et l'application affiche « Paiement non abouti : Nombre d'essais du code confidentiel dépassé »
-    Et la facture reste impayée sans aucun paiement encaissé
+    Et la facture reste impayée avec une tentative refusée de code « 75 »
 
   Scénario: Une carte dont le code est déjà bloqué est refusée sans demander le code
     Quand le client insère sa carte « pin_bloque »
     Et le paiement se termine
     Alors le terminal affiche « PAIEMENT REFUSÉ »
-    Et la facture reste impayée sans aucun paiement encaissé
+    Et la facture reste impayée avec une tentative refusée de code « 75 »
 
   Scénario: Code vérifié en ligne par la banque
     Quand le client insère sa carte « online_pin »

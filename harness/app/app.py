@@ -361,6 +361,7 @@ class InvoicingApp:
                 receipts={"customer": final.receipt, "merchant": final.merchant_receipt}
                 if final.receipt
                 else None,
+                response_code=final.response_code if final.result == "declined" else None,
             )
             invoice = await self.backend.invoice(number)
         except BackendError as error:

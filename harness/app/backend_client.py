@@ -96,10 +96,13 @@ class BackendClient:
         transaction_id: str,
         result: str,
         receipts: dict[str, list[str]] | None = None,
+        response_code: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"transaction_id": transaction_id, "result": result}
         if receipts:
             body["receipts"] = receipts
+        if response_code is not None:
+            body["response_code"] = response_code
         answer: dict[str, Any] = await self.request(
             "POST", f"/api/payments/{quote(payment_id, safe='')}/result", body
         )

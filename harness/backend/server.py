@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import string
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from harness.backend.openapi import openapi_document
 from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
     RECEIPT_COPIES,
@@ -159,6 +161,7 @@ class BackendServer:
                 web.post("/api/card-captures/{capture_id}/result", self.record_capture_result),
                 web.get("/api/customers/{customer_id}/payment-methods", self.list_payment_methods),
                 web.post("/api/invoices/{number}/token-payments", self.create_token_payment),
+                web.get("/openapi.json", self.get_openapi),
             ]
         )
 
@@ -207,6 +210,10 @@ class BackendServer:
     def format_request_log(self) -> str:
         """The last exchanges, oldest first, for a failure report."""
         return "\n".join(str(record) for record in self.request_log) or "(no request)"
+
+    async def get_openapi(self, request: web.Request) -> web.Response:
+        """This API as an OpenAPI 3.1 document (harness/backend/openapi.py)."""
+        return web.json_response(openapi_document())
 
     # -- billing settings and terminals --------------------------------------------------------
 
@@ -347,8 +354,16 @@ class BackendServer:
         terminal_result: TerminalResult = result
         transaction_id = _text(body, "transaction_id")
         receipts = None if body.get("receipts") is None else Receipts.from_json(body["receipts"])
+        code = body.get("response_code")
+        if code is not None and (not isinstance(code, str) or not RESPONSE_CODE.fullmatch(code)):
+            raise invalid_field("response_code")
         payment = self.store.record_result(
-            payment.id, transaction_id, terminal_result, now=self._now(), receipts=receipts
+            payment.id,
+            transaction_id,
+            terminal_result,
+            now=self._now(),
+            receipts=receipts,
+            response_code=code,
         )
         invoice = self.store.invoice(payment.invoice_number)
         return web.json_response(
@@ -480,6 +495,7 @@ class BackendServer:
 
 
 BACKEND = web.AppKey("backend", BackendServer)
+RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")  # ISO 8583 field 39
 
 
 @web.middleware

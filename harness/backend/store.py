@@ -599,8 +599,12 @@ class BackendStore:
         now: datetime,
         *,
         receipts: Receipts | None = None,
+        response_code: str | None = None,
     ) -> Payment:
         """The terminal's final word. Only processor approval + terminal approval pays.
+
+        ``response_code`` is the terminal's own code for a decline it decided itself (a third
+        wrong PIN, a PIN already blocked: ``75``): the failed attempt is recorded with it.
 
         ``receipts`` (already checked: no PAN) are kept with the payment. A repeated result may
         bring the receipts the first one lacked, but not different ones.
@@ -631,6 +635,8 @@ class BackendStore:
                     "Le paiement n'a pas été autorisé par la banque : il ne peut être accepté.",
                 )
             payment.status = "declined" if result == "declined" else "aborted"
+            if result == "declined" and response_code is not None:
+                payment.response_code = response_code
             self._record_attempt(invoice, payment, now)
         elif payment.status == "declined":
             if result == "approved":
@@ -859,11 +865,12 @@ class BackendStore:
 
     # -- scenario checks ----------------------------------------------------------------------
 
-    def check_invariants(self) -> list[str]:
+    def check_invariants(self, *, settled: bool = True) -> list[str]:
         """What is wrong with the store's data, one sentence per violation (empty: all fine).
 
         Meant to run after every scenario: money and invoice states must agree whatever the
-        path taken.
+        path taken. ``settled``: no flow is in progress, so an approval still waiting for the
+        terminal's word is money held on an unpaid invoice (pass False in mid-flow checks).
         """
         problems: list[str] = []
         for invoice in self.invoices.values():
@@ -884,6 +891,11 @@ class BackendStore:
                     problems.append(
                         f"payment {payment.id}: still authorised (money held) on invoice "
                         f"{invoice.number}, which is paid"
+                    )
+                elif payment.status == "authorised" and settled:
+                    problems.append(
+                        f"payment {payment.id}: authorised (money held) but never confirmed "
+                        f"by the terminal, invoice {invoice.number} {invoice.status}"
                     )
                 if payment.method not in CARD_METHODS or payment.status != "captured":
                     continue

@@ -12,6 +12,7 @@ import pytest
 
 from harness.backend.processor import (
     CENTS_RULE,
+    CRYPTOGRAM_FAILED,
     AuthorisationRequest,
     CardState,
     Decision,
@@ -21,6 +22,7 @@ from harness.backend.processor import (
     card_fingerprint,
 )
 from harness.keys import load_keys
+from simulator.cards import CardCryptography
 from simulator.protocol.carddata import CardDataError
 from simulator.protocol.dukpt import Originator, derive_initial_key
 from simulator.protocol.response_codes import RESPONSE_MESSAGES, response_message
@@ -61,6 +63,7 @@ CARDS = [
     IssuerCard("cb_mastercard", "2223003122003222", "MASTERCARD", "2029-12", "00"),
     IssuerCard("wallet", "4000002760000016", "VISA", "2029-12", "00", wallet=True),
 ]
+VISA_PAN = "4242424242424242"
 ONLINE_PIN = "4001000360000005"
 PHYSICAL = "4000056655665556"  # follows the cents rule
 CAPPED = "4000003800000008"  # 300 € per payment, 100 € available
@@ -659,3 +662,114 @@ def test_a_charge_on_file_is_never_soft_declined_and_moves_no_counter(
     for card_ref in ("visa", "cb_mastercard"):
         decision = charge(processor, card_ref, 4250, **{card_ref: due})
         assert (decision.response_code, decision.card_state) == ("00", due)
+
+
+# -- card authentication: ARQC, altered EMV data, replayed ATC, ARPC -------------------------
+
+
+def test_a_verified_arqc_gets_an_arpc_the_card_accepts(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(seal_for, "4242424242424242", entry_mode="chip")
+    decision = processor.authorise(request, today=TODAY)
+    assert (decision.response_code, decision.reason) == ("00", None)
+    assert decision.card_state is not None
+    assert decision.card_state.last_atc == int(request.emv["9F36"], 16)
+    card = CardCryptography("VISA", KEYS.issuer_keys("VISA"), "4242424242424242")
+    assert decision.arpc is not None
+    assert card.issuer_approves(decision.arpc, request.emv["9F26"], request.emv["9F36"])
+
+
+def test_a_mastercard_arpc_carries_the_response_code(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    request = request_for(seal_for, MASTERCARD, brand="MASTERCARD")
+    decision = processor.authorise(request, today=TODAY)
+    assert decision.response_code == "00"
+    assert decision.arpc is not None
+    assert len(decision.arpc) == 20  # ARPC (8 bytes) ‖ ARC "00" in ASCII
+    assert decision.arpc.endswith("3030")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"9F26": "0123456789ABCDEF"}, "does not verify"),
+        ({"9F26": ""}, "no application cryptogram"),
+        ({"9F37": "00000000"}, "does not verify"),  # another unpredictable number
+        ({"9A": "261204"}, "does not verify"),  # another date
+        ({"9F10": "06011203A0B800"}, "does not verify"),  # other issuer application data
+        ({"9F02": "000000000001"}, "amount (9F02) differs"),  # the amount, alone
+        ({"5F2A": "0840"}, "currency (5F2A) differs"),
+    ],
+)
+def test_altered_emv_data_is_declined_without_arpc(
+    processor: Processor, seal_for: SealCard, change: dict[str, str], reason: str
+) -> None:
+    emv = seal_for.emv("4242424242424242", 4250, **change)
+    decision = processor.authorise(request_for(seal_for, VISA_PAN, emv=emv), today=TODAY)
+    assert decision.response_code == CRYPTOGRAM_FAILED == "05"
+    assert decision.reason is not None
+    assert reason in decision.reason
+    assert (decision.arpc, decision.card_ref) == (None, "visa")
+    assert decision.card_state == CardState(pin_tries=3)  # nothing learnt from a forgery
+
+
+def test_an_amount_changed_in_request_and_emv_together_breaks_the_cryptogram(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    """The phone rewrites both amounts (and reseals nothing): the ARQC still covers 42,50."""
+    signed = seal_for.emv(VISA_PAN, 4250)
+    emv = {**signed, "9F02": "000000000100"}
+    request = request_for(seal_for, VISA_PAN, amount=100, emv=emv)
+    decision = processor.authorise(request, today=TODAY)
+    assert decision.response_code == "05"
+    assert decision.reason == "the application cryptogram (9F26) does not verify"
+
+
+@pytest.mark.parametrize("offset", [0, -1])
+def test_an_atc_not_above_the_last_one_is_a_replay(
+    processor: Processor, seal_for: SealCard, offset: int
+) -> None:
+    first = request_for(seal_for, VISA_PAN)
+    decision = processor.authorise(first, today=TODAY)
+    assert decision.response_code == "00"
+    assert decision.card_state is not None
+    states = {"visa": decision.card_state}
+    atc = int(first.emv["9F36"], 16) + offset
+    again = request_for(seal_for, VISA_PAN, emv=seal_for.emv(VISA_PAN, 4250, atc=atc))
+    replayed = processor.authorise(again, today=TODAY, card_states=states)
+    assert replayed.response_code == "05"
+    assert replayed.reason is not None
+    assert "replay" in replayed.reason
+    assert replayed.card_state == states["visa"]
+    later = request_for(seal_for, VISA_PAN)  # the card's next transaction
+    assert processor.authorise(later, today=TODAY, card_states=states).response_code == "00"
+
+
+def test_a_verification_carries_an_arqc_too(processor: Processor, seal_for: SealCard) -> None:
+    good = processor.verify(
+        verification_for(seal_for, VISA_PAN), today=TODAY, fingerprint_key=FINGERPRINT_KEY
+    )
+    assert (good.response_code, good.arpc is not None) == ("85", True)
+    forged = request_for(
+        seal_for, VISA_PAN, amount=0, emv=seal_for.emv(VISA_PAN, 0, **{"9F26": "00" * 8})
+    )
+    refused = processor.verify(forged, today=TODAY, fingerprint_key=FINGERPRINT_KEY)
+    assert (refused.response_code, refused.verified_card, refused.arpc) == ("05", None, None)
+
+
+def test_card_authentication_comes_after_the_card_is_known(
+    processor: Processor, seal_for: SealCard
+) -> None:
+    unknown = request_for(seal_for, "4000000000000069", emv={})
+    assert processor.authorise(unknown, today=TODAY).response_code == "05"
+    lost = request_for(seal_for, "4000000000009987")
+    assert processor.authorise(lost, today=TODAY).response_code == "41"  # authenticated first
+    lost_forged = request_for(seal_for, "4000000000009987", emv={})
+    assert processor.authorise(lost_forged, today=TODAY).response_code == "05"
+
+
+def test_every_issuer_card_needs_its_brands_master_keys() -> None:
+    with pytest.raises(ValueError, match="no issuer master keys for VISA"):
+        Processor(KEYS.bdks, CARDS, {"MASTERCARD": KEYS.issuer_keys("MASTERCARD")})

@@ -394,7 +394,7 @@ def test_no_cheque_while_card_money_is_held(processor: Processor, seal_for: Seal
     authorise(store, processor, seal_for, payment, VISA)
     with pytest.raises(BackendError, match="payment_in_progress"):
         store.record_offline_payment(invoice.number, 4250, "cheque", NOW)
-    assert store.check_invariants() == []
+    assert store.check_invariants(settled=False) == []
 
 
 # -- receipts -----------------------------------------------------------------------------------
@@ -539,8 +539,13 @@ def busy_store(processor: Processor, seal_for: SealCard) -> BackendStore:
     return store
 
 
+def test_once_settled_an_approval_never_confirmed_is_money_held(busy_store: BackendStore) -> None:
+    (problem,) = busy_store.check_invariants()
+    assert "authorised (money held) but never confirmed by the terminal" in problem
+
+
 def test_a_consistent_store_has_no_violation(busy_store: BackendStore) -> None:
-    assert busy_store.check_invariants() == []
+    assert busy_store.check_invariants(settled=False) == []
     assert {i.status for i in busy_store.invoices.values()} == {"paid", "partially_paid", "unpaid"}
 
 
@@ -552,7 +557,7 @@ def test_seeded_store_has_no_violation(store: BackendStore) -> None:
 def test_invariants_catch_a_balance_that_does_not_add_up(busy_store: BackendStore) -> None:
     invoice = busy_store.invoice("F-2026-0002")  # 42,50 € less a 20 € card payment
     invoice.balance_due_cents -= 100
-    assert busy_store.check_invariants() == [
+    assert busy_store.check_invariants(settled=False) == [
         "invoice F-2026-0002: balance due 2150 cents, but amount 4250 - captured 2000 = 2250"
     ]
 
@@ -561,7 +566,7 @@ def test_invariants_catch_a_negative_balance(busy_store: BackendStore) -> None:
     invoice = busy_store.invoice("F-2026-0001")
     invoice.payments[0].amount_cents = 4300
     invoice.balance_due_cents = -50
-    assert busy_store.check_invariants() == [
+    assert busy_store.check_invariants(settled=False) == [
         "invoice F-2026-0001: balance due is negative (-50 cents)"
     ]
 
@@ -570,7 +575,7 @@ def test_invariants_catch_a_capture_without_approval(busy_store: BackendStore) -
     captured = busy_store.invoice("F-2026-0001").payments[0]
     captured.authorisation_code = None
     captured.response_code = "05"
-    assert busy_store.check_invariants() == [
+    assert busy_store.check_invariants(settled=False) == [
         f"payment {captured.id}: captured card payment without an authorisation code",
         f"payment {captured.id}: captured card payment with response code '05', not '00'",
     ]
@@ -579,7 +584,7 @@ def test_invariants_catch_a_capture_without_approval(busy_store: BackendStore) -
 def test_invariants_ignore_cheques_without_authorisation(busy_store: BackendStore) -> None:
     cheque = busy_store.invoice("F-2026-0006").payments[0]
     assert (cheque.method, cheque.status, cheque.authorisation_code) == ("cheque", "captured", None)
-    assert busy_store.check_invariants() == []
+    assert busy_store.check_invariants(settled=False) == []
 
 
 def test_invariants_catch_money_held_on_a_paid_invoice(busy_store: BackendStore) -> None:
@@ -599,14 +604,14 @@ def test_invariants_catch_money_held_on_a_paid_invoice(busy_store: BackendStore)
     invoice.payments.append(cheque)  # a cheque slipped past the store's own checks
     busy_store.payments[cheque.id] = cheque
     invoice.balance_due_cents = 0
-    assert busy_store.check_invariants() == [
+    assert busy_store.check_invariants(settled=False) == [
         f"payment {held.id}: still authorised (money held) on invoice F-2026-0005, which is paid"
     ]
 
 
 def test_invariants_catch_a_payment_missing_from_its_invoice(busy_store: BackendStore) -> None:
     declined = busy_store.invoice("F-2026-0003").payments.pop()
-    assert busy_store.check_invariants() == [
+    assert busy_store.check_invariants(settled=False) == [
         f"payment {declined.id}: not listed on invoice F-2026-0003"
     ]
 

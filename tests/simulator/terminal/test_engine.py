@@ -910,6 +910,87 @@ def test_the_chip_may_decline_after_the_issuer_approved(rig: Rig) -> None:
     assert response.receipt == []  # nothing was paid: no receipt
 
 
+@pytest.mark.parametrize(
+    ("arpc", "why"),
+    [
+        (None, "no issuer authentication data"),
+        ("00" * 8, "not the issuer's"),
+        ("forged", "computed with other keys"),
+        ("declines", "authentic, but the issuer's CSU declines"),
+    ],
+)
+def test_the_chip_declines_an_approval_whose_arpc_does_not_authenticate(
+    rig: Rig, arpc: str | None, why: str
+) -> None:
+    the_card = card("offline_pin")
+    rig.pay(12000)
+    insert(rig, the_card, T0 + 1)
+    request = only(pin(rig, "1234", T0 + 2), AuthorisationRequest)
+    profile = the_card.profile
+    if arpc in ("forged", "declines"):
+        keys = ISSUER_KEYS["VISA"] if arpc == "declines" else ISSUER_KEYS["MASTERCARD"]
+        issuer = CardCryptography(profile.brand, keys, profile.pan)
+        code = "05" if arpc == "declines" else "00"
+        arpc = issuer.issuer_authentication_data(request.emv["9F26"], request.emv["9F36"], code)
+    response = only(rig.answer("00", T0 + 3, "424242", arpc=arpc), PaymentResponse)
+    assert (response.result, response.response_code) == ("declined", "00"), why
+    assert response.message == "Paiement refusé par la carte"
+    assert response.receipt == []
+
+
+def test_a_contactless_approval_needs_no_arpc(rig: Rig) -> None:
+    """Contactless kernels end after the first GENERATE AC: no second one checks an ARPC."""
+    rig.pay(4250)
+    rig.tap(card("visa"), T0 + 1)
+    response = only(rig.answer("00", T0 + 2, "424242", arpc=None), PaymentResponse)
+    assert response.result == "approved"
+
+
+def test_every_authorisation_request_uses_the_next_dukpt_counter(rig: Rig) -> None:
+    """One counter per sealed request, the SCA retry of the same transaction included; the
+    processor derives each one's key from the BDK."""
+    rig.pay(2000, txn="A")
+    first = only(rig.tap(card("visa"), T0 + 1), AuthorisationRequest)
+    rig.answer("1A", T0 + 2, txn="A")
+    insert(rig, card("visa"), T0 + 3)
+    second = only(pin(rig, "1234", T0 + 4), AuthorisationRequest)
+    rig.answer("00", T0 + 5, "112233", txn="A")
+    rig.engine.on_timer(T0 + 10)
+    rig.pay(1500, txn="B", now=T0 + 11)
+    third = only(rig.tap(card("mastercard"), T0 + 12), AuthorisationRequest)
+    requests = [(first, 2000, "A"), (second, 2000, "A"), (third, 1500, "B")]
+    counters = [split_ksn(ksn_of(request.card_data))[1] for request, _, _ in requests]
+    assert counters == [1, 2, 3]
+    assert rig.engine.card_data_keys is not None
+    assert rig.engine.card_data_keys.counter == 3
+    for request, amount, txn in requests:
+        assert open_sealed(BDKS, request.card_data, associated_data(txn, amount, "EUR"))
+
+
+def test_a_terminal_without_an_injected_key_seals_nothing_and_declines() -> None:
+    engine = TerminalEngine(PROFILE, MERCHANT, TIMEOUTS)
+    engine.handle_command(
+        PaymentRequest(id=1, transaction_id=TXN, amount=4250, currency="EUR", reference="F1"),
+        T0,
+        CALENDAR,
+        secure=True,
+    )
+    engine.present_card(card("visa"), EntryMode.CONTACTLESS, T0 + 1, CALENDAR)
+    events = engine.drain_events()
+    assert not [e for e in events if isinstance(e, AuthorisationRequest)]
+    response = only(events, PaymentResponse)
+    assert (response.result, response.response_code) == ("declined", "96")
+    assert response.message == "Clé de chiffrement absente : terminal à initialiser"
+    engine.load_initial_key(INITIAL_KEY, IKID)  # key injection (first setup)
+    assert engine.card_data_keys is not None
+    assert engine.card_data_keys.counter == 0
+
+
+def test_initial_key_and_its_id_go_together() -> None:
+    with pytest.raises(ValueError, match="together"):
+        TerminalEngine(PROFILE, MERCHANT, TIMEOUTS, initial_key=INITIAL_KEY)
+
+
 def test_pin_entry_timeout_aborts(rig: Rig) -> None:
     rig.pay(12000)
     insert(rig, card("offline_pin"), T0 + 1)
