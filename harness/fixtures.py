@@ -16,6 +16,6 @@ def fixtures_dir() -> Path:
         raise FileNotFoundError(
             f"no fixtures folder at {here}: tpe-sim runs from a checkout (pip install -e .); "
             "elsewhere set TPE_SIM_FIXTURES (or --tpe-fixtures) to a folder holding cards.yaml, "
-            "terminals.yaml and merchant.yaml"
+            "terminals.yaml, merchant.yaml and keys.yaml"
         )
     return here

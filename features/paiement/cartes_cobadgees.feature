@@ -22,6 +22,16 @@ Fonctionnalité: Cartes co-badgées, cartes non acceptées, factures déjà rég
       | cb_visa       | VISA       | VISA       | ************1001 |
       | cb_mastercard | MASTERCARD | MASTERCARD | ************1001 |
 
+  Scénario: Carte co-badgée insérée, le client choisit Visa puis saisit son code
+    Étant donné une facture impayée de 132,00 € pour un client généré
+    Quand le technicien ouvre la facture dans le menu Facturation et clique sur « Déclencher un paiement par carte via le terminal »
+    Et le client insère sa carte « cb_visa » en choisissant « VISA »
+    Et le client saisit le code « 2580 »
+    Et le paiement se termine
+    Alors la facture est payée
+    Et le paiement est enregistré avec la marque « VISA » et la carte masquée « ************1001 »
+    Et le ticket client indique « PUCE »
+
   Scénario: Une carte co-badgée passe par CB par défaut
     Étant donné une facture impayée de 32,00 € pour un client généré
     Quand le technicien ouvre la facture dans le menu Facturation et clique sur « Déclencher un paiement par carte via le terminal »

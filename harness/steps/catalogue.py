@@ -137,6 +137,9 @@ ALIASES: Mapping[str, str] = {
         "the technician pays the invoice with the saved card"
     ),
     "le terminal a affiché « {text} »": "the terminal showed « {text} » at some point",
+    "le client a déjà payé {count} factures de {amount} sans contact avec sa carte « {card} »": (
+        "the customer already paid {count} invoices of {amount} contactless with card « {card} »"
+    ),
     # harness.steps.association
     "un terminal « {profile} » sorti de sa boîte": "a « {profile} » terminal fresh out of its box",
     "le Bluetooth du téléphone est désactivé": "the phone's Bluetooth is off",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pytest_bdd import parsers, when
+from pytest_bdd import given, parsers, when
 
 from harness.rig import World
+from harness.steps.paiement import unpaid_invoice
 
 
 @when(parsers.parse("le client présente sa carte « {card} » sans contact"))
@@ -42,3 +43,17 @@ def remove_card(world: World) -> None:
 @when(parsers.parse("le client attend {seconds:d} secondes"))
 def wait(world: World, seconds: int) -> None:
     world.wait(seconds)
+
+
+@given(
+    parsers.parse(
+        "le client a déjà payé {count:d} factures de {amount} sans contact avec sa carte « {card} »"
+    )
+)
+def earlier_contactless_payments(world: World, count: int, amount: str, card: str) -> None:
+    for _ in range(count):
+        number = unpaid_invoice(world, amount)
+        world.start_payment(number)
+        world.tap(card)
+        outcome = world.finish_payment()
+        assert outcome.result == "approved", outcome.message
