@@ -17,7 +17,9 @@ def _texts(node: ast.expr) -> set[str]:
         return {node.value}
     if isinstance(node, ast.JoinedStr):
         return {
-            "".join(part.value if isinstance(part, ast.Constant) else "{…}" for part in node.values)
+            "".join(
+                str(part.value) if isinstance(part, ast.Constant) else "{…}" for part in node.values
+            )
         }
     if isinstance(node, ast.IfExp):
         return _texts(node.body) | _texts(node.orelse)
