@@ -66,3 +66,31 @@ Fonctionnalité: Chaque refus de la banque arrive au terminal et à l'applicatio
       | carte  | code |
       | perdue | 41   |
       | volee  | 43   |
+
+  Plan du scénario: La banque accepte (code 00) selon les centimes du montant
+    Étant donné une facture impayée de <montant> pour un client généré
+    Quand le technicien ouvre la facture dans le menu Facturation et clique sur « Déclencher un paiement par carte via le terminal »
+    Et le client insère sa carte « carte_test_centimes »
+    Et le client saisit le code « 1234 »
+    Et le paiement se termine
+    Alors le terminal affiche « PAIEMENT ACCEPTÉ »
+    Et la banque a répondu « <code> » à la première demande
+    Et la facture est payée
+
+    Exemples:
+      | montant | code |
+      | 18,00 € | 00   |
+      | 77,00 € | 00   |
+
+  Plan du scénario: Une demande d'authentification forte après la saisie du code est un refus
+    Étant donné une facture impayée de <montant> pour un client généré
+    Quand le technicien ouvre la facture dans le menu Facturation et clique sur « Déclencher un paiement par carte via le terminal »
+    Et le client insère sa carte « carte_test_centimes »
+    Et le client saisit le code « 1234 »
+    Et le paiement se termine
+    Alors le terminal affiche « PAIEMENT REFUSÉ »
+    Et la facture reste impayée avec une tentative refusée de code « <code> »
+
+    Exemples:
+      | montant | code |
+      | 18,65 € | 65   |
