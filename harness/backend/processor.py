@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -452,9 +453,11 @@ class Processor:
             return "EMV currency (5F2A) differs from the request's", state
         if not emv.get("9F26"):
             return "no application cryptogram (9F26)", state
+        if not re.fullmatch(r"[0-9A-Fa-f]{4}", emv.get("9F36", "")):
+            return "no application transaction counter (9F36)", state
         if not self._cryptography(card, data.pan_sequence).verify_arqc(emv):
             return "the application cryptogram (9F26) does not verify", state
-        atc = int(emv["9F36"], 16)  # verify_arqc checked that it is hex
+        atc = int(emv["9F36"], 16)
         if state.last_atc is not None and atc <= state.last_atc:
             return f"ATC {atc} is not above the last one seen ({state.last_atc}): replay", state
         return None, replace(state, last_atc=atc)

@@ -37,6 +37,7 @@ Sans-IO: keys come in as bytes, from ``fixtures/keys.yaml`` through the harness.
 from __future__ import annotations
 
 import hmac
+import string
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -190,12 +191,11 @@ class CardCryptography:
 
 def _binary(emv: Mapping[str, str], tag: str) -> bytes:
     value = emv.get(tag)
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value:
         raise CryptogramError(f"EMV tag {tag} is missing")
-    try:
-        return bytes.fromhex(value)
-    except ValueError as exc:
-        raise CryptogramError(f"EMV tag {tag} is not hex") from exc
+    if len(value) % 2 or any(c not in string.hexdigits for c in value):
+        raise CryptogramError(f"EMV tag {tag} is not hex")
+    return bytes.fromhex(value)
 
 
 __all__ = [

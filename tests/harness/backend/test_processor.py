@@ -773,3 +773,12 @@ def test_card_authentication_comes_after_the_card_is_known(
 def test_every_issuer_card_needs_its_brands_master_keys() -> None:
     with pytest.raises(ValueError, match="no issuer master keys for VISA"):
         Processor(KEYS.bdks, CARDS, {"MASTERCARD": KEYS.issuer_keys("MASTERCARD")})
+
+
+@pytest.mark.parametrize("atc", ["", "2A", "00 2A", "XYZW", "00002A"])
+def test_a_malformed_atc_is_declined_not_crashed(
+    processor: Processor, seal_for: SealCard, atc: str
+) -> None:
+    emv = {**seal_for.emv(VISA_PAN, 4250), "9F36": atc}
+    decision = processor.authorise(request_for(seal_for, VISA_PAN, emv=emv), today=TODAY)
+    assert (decision.response_code, decision.arpc) == ("05", None)
