@@ -225,6 +225,16 @@ def profiled(path: Path | None) -> Iterator[None]:
 # ---------------------------------------------------------------------------- main
 
 
+@contextlib.contextmanager
+def section(table: Table, report: dict[str, Any], key: str, row: str) -> Iterator[None]:
+    """A part of the bench: if it raises, its row says so and the others still run."""
+    try:
+        yield
+    except Exception as exc:
+        report[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        table.add(row, f"error: {type(exc).__name__}: {exc}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = [int(s) for s in args.fleet.split(",") if s.strip()]
@@ -238,79 +248,56 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     bench_started = time.perf_counter()
+    made: dict[str, Any] = {}  # what later sections need from earlier ones
 
-    # what one payment exchanges, then the floor
-    script = payment_script()
-    floor = measure_floor(script, args.runs, args.warmup)
-    report["frames"] = {
-        "writes": script.writes,
-        "notifications": script.notifications,
-        "bytes": script.bytes,
-        "steps": script.steps,
-    }
-    report["floor"] = floor.as_json()
-    table.add(
-        f"floor: Bumble pair + {script.writes} writes + {script.notifications} notifications",
-        f"median {ms(floor.median)}, p95 {ms(floor.p95)} ({floor.runs} runs)",
-    )
-
-    # one end-to-end payment in a fresh world
-    profile_path = REPORTS / "bench-profile-e2e.txt" if args.profile else None
-    with profiled(profile_path):
-        cold, e2e = measure_e2e(args.runs, args.warmup)
-    ratio = e2e.median / floor.median
-    report["e2e"] = {**e2e.as_json(), "cold_first_run": cold, "ratio_to_floor": ratio}
-    table.add(
-        "e2e contactless payment, fresh world",
-        f"median {ms(e2e.median)}, p95 {ms(e2e.p95)} ({e2e.runs} runs; first {ms(cold)})",
-        f"≤ {TARGET_E2E * 1000:g} ms",
-        verdict(e2e.median <= TARGET_E2E),
-    )
-    table.add(
-        "e2e / floor", f"{ratio:.1f}×", f"≤ {TARGET_RATIO:g}×", verdict(ratio <= TARGET_RATIO)
-    )
-    if args.what_if:
-        with whatif.applied():
-            wi_floor = measure_floor(script, args.runs, args.warmup)
-            _, wi_e2e = measure_e2e(args.runs, args.warmup)
-        report["what_if"] = {
-            "fixes": list(whatif.FIXES),
-            "floor": wi_floor.as_json(),
-            "e2e": wi_e2e.as_json(),
+    with section(table, report, "floor", "floor"):
+        made["script"] = frames = payment_script()
+        report["frames"] = {
+            "writes": frames.writes,
+            "notifications": frames.notifications,
+            "bytes": frames.bytes,
+            "steps": frames.steps,
         }
+        made["floor"] = floor = measure_floor(frames, args.runs, args.warmup)
+        report["floor"] = floor.as_json()
         table.add(
-            "what-if (all fixes): floor / e2e",
-            f"median {ms(wi_floor.median)} / {ms(wi_e2e.median)} "
-            f"({wi_e2e.median / wi_floor.median:.1f}×)",
+            f"floor: Bumble pair + {frames.writes} writes + {frames.notifications} notifications",
+            f"median {ms(floor.median)}, p95 {ms(floor.p95)} ({floor.runs} runs)",
         )
 
-    # time compression
-    compression = card_timeouts(args.timeouts)
-    report["compression"] = {**asdict(compression), "ratio": compression.ratio}
-    table.add(
-        f"compression: {compression.scenario} ×{compression.repeats}",
-        f"{compression.loop_seconds:.0f} s loop in {ms(compression.wall_seconds)} wall: "
-        f"{compression.ratio:,.0f}×",
-        f"≥ {TARGET_COMPRESSION:,.0f}×",
-        verdict(compression.ratio >= TARGET_COMPRESSION),
-    )
-    profile = firmware_profile()
-    if profile is None:
-        firmware = "unavailable: no terminal profile has a firmware download (firmware_update)"
-        report["firmware_download"] = {"available": False, "reason": firmware}
-        table.add("compression: firmware download", firmware)
-    else:
-        setup = first_setup_with_firmware(profile)
-        report["firmware_download"] = {"available": True, **asdict(setup), "ratio": setup.ratio}
+    script: FrameScript | None = made.get("script")
+    with section(table, report, "e2e", "e2e contactless payment, fresh world"):
+        e2e_section(args, table, report, made.get("floor"))
+
+    if args.what_if and script is not None:
+        with section(table, report, "what_if", "what-if (all fixes): floor / e2e"):
+            with whatif.applied():
+                wi_floor = measure_floor(script, args.runs, args.warmup)
+                _, wi_e2e = measure_e2e(args.runs, args.warmup)
+            report["what_if"] = {
+                "fixes": list(whatif.FIXES),
+                "floor": wi_floor.as_json(),
+                "e2e": wi_e2e.as_json(),
+            }
+            table.add(
+                "what-if (all fixes): floor / e2e",
+                f"median {ms(wi_floor.median)} / {ms(wi_e2e.median)} "
+                f"({wi_e2e.median / wi_floor.median:.1f}×)",
+            )
+
+    with section(table, report, "compression", "compression: card presentation timeouts"):
+        compression = card_timeouts(args.timeouts)
+        report["compression"] = {**asdict(compression), "ratio": compression.ratio}
         table.add(
-            f"compression: {setup.scenario}",
-            f"{setup.loop_seconds:.0f} s loop in {ms(setup.wall_seconds)} wall: "
-            f"{setup.ratio:,.0f}×",
+            f"compression: {compression.scenario} ×{compression.repeats}",
+            f"{compression.loop_seconds:.0f} s loop in {ms(compression.wall_seconds)} wall: "
+            f"{compression.ratio:,.0f}×",
             f"≥ {TARGET_COMPRESSION:,.0f}×",
-            verdict(setup.ratio >= TARGET_COMPRESSION),
+            verdict(compression.ratio >= TARGET_COMPRESSION),
         )
+    with section(table, report, "firmware_download", "compression: firmware download"):
+        firmware_section(table, report)
 
-    # fleets
     report["fleet"] = []
     variants: list[tuple[str, list[str]]] = [("", [])]
     if args.what_if:
@@ -331,28 +318,16 @@ def main(argv: list[str] | None = None) -> int:
             report["fleet"].append(result)
             _fleet_row(table, label, result)
 
-    # realistic lane
+    row = "realistic: one payment over RootCanal"
     if args.no_realistic:
         report["realistic"] = {"available": False, "reason": "skipped (--no-realistic)"}
-        table.add("realistic: one payment over RootCanal", "skipped (--no-realistic)")
+        table.add(row, "skipped (--no-realistic)")
+    elif script is None:
+        report["realistic"] = {"available": False, "reason": "no frame script (floor failed)"}
+        table.add(row, "skipped: the floor failed")
     else:
-        try:
-            real = one_payment_over_rootcanal(script)
-        except Unavailable as exc:
-            report["realistic"] = {"available": False, "reason": str(exc)}
-            table.add("realistic: one payment over RootCanal", f"unavailable: {exc}")
-        else:
-            report["realistic"] = {"available": True, **asdict(real)}
-            table.add(
-                f"realistic: one payment over RootCanal {real.rootcanal_version}",
-                f"{ms(real.payment_wall)} wall ({ms(real.pay_wall)} paying); "
-                f"floor over RootCanal {ms(real.floor_wall)}"
-                + (
-                    f"; {len(real.teardown_errors)} error(s) at teardown"
-                    if real.teardown_errors
-                    else ""
-                ),
-            )
+        with section(table, report, "realistic", row):
+            realistic_section(table, report, script)
 
     report["bench_wall_seconds"] = time.perf_counter() - bench_started
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -360,6 +335,59 @@ def main(argv: list[str] | None = None) -> int:
     print(table.render())
     print(f"\n{report['bench_wall_seconds']:.0f} s; JSON in {_relative(args.json)}")
     return 0
+
+
+def e2e_section(
+    args: argparse.Namespace, table: Table, report: dict[str, Any], floor: Summary | None
+) -> None:
+    profile_path = REPORTS / "bench-profile-e2e.txt" if args.profile else None
+    with profiled(profile_path):
+        cold, e2e = measure_e2e(args.runs, args.warmup)
+    ratio = e2e.median / floor.median if floor is not None else None
+    report["e2e"] = {**e2e.as_json(), "cold_first_run": cold, "ratio_to_floor": ratio}
+    table.add(
+        "e2e contactless payment, fresh world",
+        f"median {ms(e2e.median)}, p95 {ms(e2e.p95)} ({e2e.runs} runs; first {ms(cold)})",
+        f"≤ {TARGET_E2E * 1000:g} ms",
+        verdict(e2e.median <= TARGET_E2E),
+    )
+    if ratio is not None:
+        table.add(
+            "e2e / floor", f"{ratio:.1f}×", f"≤ {TARGET_RATIO:g}×", verdict(ratio <= TARGET_RATIO)
+        )
+
+
+def firmware_section(table: Table, report: dict[str, Any]) -> None:
+    profile = firmware_profile()
+    if profile is None:
+        firmware = "unavailable: no terminal profile has a firmware download (firmware_update)"
+        report["firmware_download"] = {"available": False, "reason": firmware}
+        table.add("compression: firmware download", firmware)
+        return
+    setup = first_setup_with_firmware(profile)
+    report["firmware_download"] = {"available": True, **asdict(setup), "ratio": setup.ratio}
+    table.add(
+        f"compression: {setup.scenario}",
+        f"{setup.loop_seconds:.0f} s loop in {ms(setup.wall_seconds)} wall: {setup.ratio:,.0f}×",
+        f"≥ {TARGET_COMPRESSION:,.0f}×",
+        verdict(setup.ratio >= TARGET_COMPRESSION),
+    )
+
+
+def realistic_section(table: Table, report: dict[str, Any], script: FrameScript) -> None:
+    try:
+        real = one_payment_over_rootcanal(script)
+    except Unavailable as exc:
+        report["realistic"] = {"available": False, "reason": str(exc)}
+        table.add("realistic: one payment over RootCanal", f"unavailable: {exc}")
+        return
+    report["realistic"] = {"available": True, **asdict(real)}
+    errors = f"; {len(real.teardown_errors)} error(s) at teardown" if real.teardown_errors else ""
+    table.add(
+        f"realistic: one payment over RootCanal {real.rootcanal_version}",
+        f"{ms(real.payment_wall)} wall ({ms(real.pay_wall)} paying); "
+        f"floor over RootCanal {ms(real.floor_wall)}{errors}",
+    )
 
 
 def _fleet_row(table: Table, label: str, result: dict[str, Any]) -> None:

@@ -305,13 +305,12 @@ class TerminalEngine:
 
     def handle_protocol_error(self, error: ProtocolError) -> None:
         """Bytes from the phone that did not make a valid command: say why, stay usable."""
-        self._emit(
-            Error(
-                code=error.code,
-                message="Message illisible reçu du téléphone : commande ignorée.",
-                reason=error.reason,
-            )
+        message = (
+            "Commande déjà reçue : rejouée, elle est ignorée."
+            if error.code == "replayed_command"
+            else "Message illisible reçu du téléphone : commande ignorée."
         )
+        self._emit(Error(code=error.code, message=message, reason=error.reason))
 
     def on_timer(self, now: float) -> None:
         """Called by the driver at (or after) :attr:`next_deadline`."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ class TerminalProfile:
     model: str
     firmware: str
     address: str
-    card_data_key: bytes = field(repr=False)
     io_capability: str = "display_yes_no"
     battery: int = 100
     advertising_interval_ms: int = 250
@@ -49,15 +48,9 @@ class TerminalProfile:
 
         if not isinstance(data, dict):
             raise ProfileError(f"terminal {key!r}: must be a mapping of fields")
-        for name in ("serial", "manufacturer", "model", "firmware", "address", "card_data_key"):
+        for name in ("serial", "manufacturer", "model", "firmware", "address"):
             if not isinstance(data.get(name), str) or not data[name]:
                 raise fail(name, "is required and must be a string")
-        try:
-            card_key = bytes.fromhex(data["card_data_key"])
-        except ValueError as exc:
-            raise fail("card_data_key", "must be hex") from exc
-        if len(card_key) not in (16, 24, 32):
-            raise fail("card_data_key", "must be an AES key of 16, 24 or 32 bytes")
         io = data.get("io_capability", "display_yes_no")
         if io not in IO_CAPABILITIES:
             raise fail("io_capability", f"must be one of {', '.join(IO_CAPABILITIES)}")
@@ -88,7 +81,6 @@ class TerminalProfile:
             model=data["model"],
             firmware=data["firmware"],
             address=data["address"],
-            card_data_key=card_key,
             io_capability=io,
             battery=battery,
             advertising_interval_ms=interval,

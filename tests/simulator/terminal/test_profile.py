@@ -20,7 +20,6 @@ VALID: dict[str, Any] = {
     "io_capability": "display_only",
     "battery": 55,
     "advertising_interval_ms": 100,
-    "card_data_key": "00112233445566778899aabbccddeeff",
 }
 
 
@@ -43,8 +42,6 @@ def test_fixture_profiles_load() -> None:
     assert standard.key == "standard"
     assert standard.serial == raw["standard"]["serial"]
     assert standard.name == f"TPE-{standard.serial}"
-    assert standard.card_data_key == bytes.fromhex(raw["standard"]["card_data_key"])
-    assert len(standard.card_data_key) == 16
 
 
 def test_profile_fields_and_defaults(tmp_path: Path) -> None:
@@ -61,23 +58,7 @@ def test_profile_fields_and_defaults(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("size", [16, 24, 32])
-def test_every_aes_key_size_is_accepted(size: int) -> None:
-    profile = TerminalProfile.from_dict("k", with_(card_data_key="ab" * size))
-    assert len(profile.card_data_key) == size
-
-
-def test_repr_hides_the_card_data_key() -> None:
-    profile = TerminalProfile.from_dict("k", VALID)
-    assert VALID["card_data_key"] not in repr(profile)
-    assert str(profile.card_data_key) not in repr(profile)
-
-
 FIELD_ERRORS: dict[str, tuple[dict[str, Any], str, str]] = {
-    "bad hex key": ({"card_data_key": "not hex at all"}, "card_data_key", "must be hex"),
-    "odd hex key": ({"card_data_key": "abc"}, "card_data_key", "must be hex"),
-    "wrong key size": ({"card_data_key": "00" * 10}, "card_data_key", "16, 24 or 32 bytes"),
-    "key missing": ({"card_data_key": None}, "card_data_key", "is required"),
     "serial missing": ({"serial": None}, "serial", "is required"),
     "serial empty": ({"serial": ""}, "serial", "is required"),
     "firmware as number": ({"firmware": 1.4}, "firmware", "must be a string"),
