@@ -22,8 +22,10 @@ import json
 import pstats
 import resource
 import sys
+import threading
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,26 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux counts in KiB
 
 
+_EMIT_LOCK = threading.Lock()
+HEARTBEAT_SECONDS = 2.0
+
+
 def emit(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
+    line = json.dumps(fields)
+    with _EMIT_LOCK:
+        print(line, flush=True)
+
+
+def heartbeat(stages: Counter[str], since: float, stop: threading.Event) -> None:
+    """Every few wall seconds: how many members reached each stage, and the peak RSS (so a
+    fleet stopped at its budget still tells how far it got and what it weighed)."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        emit(
+            event="progress",
+            wall=time.perf_counter() - since,
+            stages=dict(stages),
+            peak_rss_mb=peak_rss_bytes() / 2**20,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,19 +102,26 @@ def measure(args: argparse.Namespace) -> int:
     fleet = Fleet(config)
     fleet.open()
     built = time.perf_counter()
-    emit(event="built", size=size, wall=built - started, rss_mb=rss_bytes() / 2**20)
+    emit(
+        event="built",
+        size=size,
+        wall=built - started,
+        rss_start_mb=rss_start / 2**20,
+        rss_mb=rss_bytes() / 2**20,
+    )
 
-    paid = 0
+    stages: Counter[str] = Counter()
 
     def on_stage(stage: str, _text: str) -> None:
-        nonlocal paid
+        stages[stage] += 1
         if stage == "paid":
-            paid += 1
-            emit(event="paid", count=paid, wall=time.perf_counter() - built)
+            emit(event="paid", count=stages["paid"], wall=time.perf_counter() - built)
 
     for member in fleet.members:
         member.app.listeners.append(on_stage)
     profiler = cProfile.Profile() if args.profile else None
+    stop = threading.Event()
+    threading.Thread(target=heartbeat, args=(stages, built, stop), daemon=True).start()
     try:
         if profiler is not None:
             profiler.enable()
@@ -110,6 +137,7 @@ def measure(args: argparse.Namespace) -> int:
         invariants = fleet.store.check_invariants()
         invoices_paid = sum(1 for inv in fleet.store.invoices.values() if inv.status == "paid")
     finally:
+        stop.set()
         fleet.close()
     closed = time.perf_counter()
     traced_peak = tracemalloc.get_traced_memory()[1] if args.tracemalloc else None

@@ -40,6 +40,8 @@ TARGET_COMPRESSION = 1000.0  # loop seconds per wall second, at least
 TARGET_FLEET_SIZE = 100
 TARGET_FLEET_WALL = 5.0  # seconds for TARGET_FLEET_SIZE payments
 TARGET_FLEET_BYTES = 3 * 2**20  # per terminal
+#: a fleet big enough for its quadratic costs to show, small enough to profile in a minute
+PROFILE_FLEET_SIZE = 30
 #: what the app would scan for if it stopped at the wanted terminal: two advertising intervals
 WHAT_IF_SCAN_WINDOW = 0.5
 
@@ -67,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also write cProfile reports of the e2e payment and of each fleet to reports/",
+        help="then write cProfile reports of the e2e payment and of a fleet to reports/ "
+        "(separate, untimed runs)",
     )
     parser.add_argument(
         "--what-if",
@@ -112,6 +115,7 @@ def run_fleet(size: int, budget: float, extra: list[str]) -> dict[str, Any]:
     assert process.stdout is not None
     last: dict[str, Any] = {}
     built: dict[str, Any] = {}
+    progress: dict[str, Any] = {}
     stopped = False
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
@@ -128,6 +132,9 @@ def run_fleet(size: int, budget: float, extra: list[str]) -> dict[str, Any]:
             event = json.loads(line)
             if event["event"] == "built":
                 built = event
+            if event["event"] == "progress":
+                progress = event
+                continue
             last = event
             if event["event"] == "done":
                 break
@@ -137,13 +144,19 @@ def run_fleet(size: int, budget: float, extra: list[str]) -> dict[str, Any]:
     if last.get("event") == "done":
         return {"size": size, "finished": True, **last}
     if stopped:
+        peak = progress.get("peak_rss_mb")
+        start = built.get("rss_start_mb")
         return {
             "size": size,
             "finished": False,
             "budget": budget,
             "build_wall": built.get("wall"),
             "paid_within_budget": last.get("count", 0) if last.get("event") == "paid" else 0,
-            "pay_wall_within_budget": last.get("wall") if last.get("event") == "paid" else None,
+            "stages_within_budget": progress.get("stages", {}),
+            "peak_rss_mb_within_budget": peak,
+            "bytes_per_terminal_at_least": None
+            if peak is None or start is None
+            else (peak - start) * 2**20 / size,
         }
     tail = stderr.strip().splitlines()[-3:]
     return {"size": size, "finished": False, "error": " | ".join(tail) or "worker died"}
@@ -309,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for label, extra in variants:
         for size in sizes:
-            flags = list(extra)
-            if args.profile:
-                suffix = "-whatif" if extra else ""
-                flags += ["--profile", str(REPORTS / f"bench-profile-fleet-{size}{suffix}.txt")]
-            result = run_fleet(size, args.fleet_budget, flags)
+            result = run_fleet(size, args.fleet_budget, list(extra))
             result["what_if"] = bool(extra)
             report["fleet"].append(result)
             _fleet_row(table, label, result)
@@ -329,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         with section(table, report, "realistic", row):
             realistic_section(table, report, script)
 
+    if args.profile:
+        report["profiles"] = profile_section(args, sizes)
+        for path in report["profiles"]:
+            print(f"  profile: {path}", flush=True)
+
     report["bench_wall_seconds"] = time.perf_counter() - bench_started
     args.json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print()
@@ -337,12 +351,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def profile_section(args: argparse.Namespace, sizes: list[int]) -> list[str]:
+    """cProfile reports, from runs of their own after the timed ones (a profiler slows what
+    it watches several times over): 10 e2e payments, and a fleet of
+    :data:`PROFILE_FLEET_SIZE` (with the what-if fixes too when asked for)."""
+    written = []
+    path = REPORTS / "bench-profile-e2e.txt"
+    with profiled(path):
+        for _ in range(10):
+            one_payment()
+    written.append(_relative(path))
+    if sizes:
+        size = PROFILE_FLEET_SIZE
+        variants: list[tuple[str, list[str]]] = [("", [])]
+        if args.what_if:
+            variants.append(("-whatif", ["--what-if", "--scan-window", str(WHAT_IF_SCAN_WINDOW)]))
+        for suffix, extra in variants:
+            path = REPORTS / f"bench-profile-fleet-{size}{suffix}.txt"
+            run_fleet(size, 0, [*extra, "--profile", str(path)])
+            written.append(_relative(path))
+    return written
+
+
 def e2e_section(
     args: argparse.Namespace, table: Table, report: dict[str, Any], floor: Summary | None
 ) -> None:
-    profile_path = REPORTS / "bench-profile-e2e.txt" if args.profile else None
-    with profiled(profile_path):
-        cold, e2e = measure_e2e(args.runs, args.warmup)
+    cold, e2e = measure_e2e(args.runs, args.warmup)
     ratio = e2e.median / floor.median if floor is not None else None
     report["e2e"] = {**e2e.as_json(), "cold_first_run": cold, "ratio_to_floor": ratio}
     table.add(
@@ -417,9 +451,13 @@ def _fleet_row(table: Table, label: str, result: dict[str, Any]) -> None:
     elif "error" in result:
         table.add(name, f"error: {result['error']}", target, "MISSED" if target else "")
     else:
+        stages = result["stages_within_budget"]
+        reached = ", ".join(f"{stages.get(stage, 0)} {stage}" for stage in ("associated", "paid"))
+        memory = result["bytes_per_terminal_at_least"]
         figure = (
-            f"stopped at the {result['budget']:g} s budget: "
-            f"{result['paid_within_budget']}/{size} paid"
+            f"stopped at the {result['budget']:g} s budget ({result['build_wall']:.2f} s "
+            f"building): {reached} of {size}"
+            + ("" if memory is None else f"; ≥ {memory / 2**20:.2f} MB/terminal so far")
         )
         table.add(name, figure, target, "MISSED" if target else "")
 

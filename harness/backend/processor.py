@@ -96,6 +96,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
 
+from simulator.cards.card import RID_BRANDS
 from simulator.cards.cryptogram import CardCryptography, IssuerMasterKeys
 from simulator.protocol.carddata import (
     CardDataError,
@@ -173,6 +174,9 @@ class IssuerCard:
     psd2_max_consecutive: int = 5
     psd2_max_cumulative_cents: int = 15000
     wallet: bool = False  # a phone wallet: the phone verifies the holder (CDCVM)
+    #: the schemes of the card's applications (CB and the international brand when
+    #: co-badged); a request routed to another brand is refused. Empty: not checked.
+    brands: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in CARD_STATUSES:
@@ -447,6 +451,11 @@ class Processor:
         """Card authentication (rule 1b): ``(None, state with the new ATC)`` when the ARQC
         verifies over unaltered data with a fresh ATC, else ``(why, state unchanged)``."""
         emv = request.emv
+        if card.brands and request.brand.upper() not in card.brands:
+            return f"brand {request.brand[:20]!r} is not one of this card's applications", state
+        aid = emv.get("4F", "")
+        if card.brands and RID_BRANDS.get(aid[:10].upper()) != request.brand.upper():
+            return "the brand does not match the selected application (4F)", state
         if emv.get("9F02") != f"{request.amount_cents:012d}":
             return "EMV amount (9F02) differs from the request's", state
         if emv.get("5F2A") != CURRENCY_CODES.get(request.currency):

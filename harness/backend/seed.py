@@ -133,6 +133,7 @@ def issuer_card(profile: CardProfile) -> IssuerCard:
         psd2_max_consecutive=getattr(profile, "psd2_max_consecutive", 5),
         psd2_max_cumulative_cents=getattr(profile, "psd2_max_cumulative_cents", 15000),
         wallet=getattr(profile, "wallet", False),
+        brands=tuple(app.brand for app in getattr(profile, "applications", ())),
     )
 
 

@@ -91,6 +91,8 @@ def emv_for(
         issuer_brand = profile.brand if profile is not None else "VISA"
     card = CardCryptography(issuer_brand, KEYS.issuer_keys(issuer_brand), pan)
     emv = {
+        # the application the terminal selected: the one the request's brand names
+        "4F": "A0000000031010" if pan.startswith("4") else "A0000000041010",
         "5F2A": currency_code,
         "5F34": "00",
         "82": "3900",

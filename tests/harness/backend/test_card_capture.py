@@ -671,3 +671,25 @@ def test_ids_and_fingerprints_follow_the_store_seed_and_key(
     assert "backend secret" not in repr(vars(new_store(7, secret)))  # nor in a dump of it
     with pytest.raises(ValueError, match="fingerprint_key"):
         new_store(7, b"")
+
+
+@pytest.mark.parametrize(
+    ("brand", "aid"),
+    [
+        ("AMEX", "A0000000031010"),  # not one of the card's applications
+        ("JCB", "A0000000031010"),
+        ("4242424242424242", "A0000000031010"),  # a PAN smuggled in as a brand
+        ("VISA", "A0000000041010"),  # a brand that contradicts the selected application
+    ],
+)
+def test_a_brand_the_card_does_not_have_is_refused_and_nothing_is_saved(
+    backend: Backend, seal_for: SealCard, brand: str, aid: str
+) -> None:
+    who = customer(backend)
+    capture = start(backend, who)
+    emv = seal_for.emv(VISA, 0, **{"4F": aid})
+    verified = backend.verify(capture, VISA, brand=brand, emv=emv)
+    assert verified.status == 200
+    assert verified.body["response_code"] != "85"
+    assert not verified.body["approved"]
+    assert backend.get(f"/api/customers/{who}/payment-methods").body == {"payment_methods": []}

@@ -182,6 +182,7 @@ def test_issuer_card_takes_the_issuers_fields_from_the_profile() -> None:
         psd2_max_consecutive=3,
         psd2_max_cumulative_cents=8000,
         wallet=True,
+        brands=("VISA",),
     )
 
 
