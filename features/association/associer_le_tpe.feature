@@ -78,6 +78,10 @@ Fonctionnalité: Associer l'application mobile au terminal de paiement (TPE)
     Étant donné un terminal « batterie_faible » sorti de sa boîte
     Quand le technicien associe le terminal
     Alors l'association échoue avec le message « Batterie du terminal trop faible pour sa configuration (12 %, 20 % au moins) »
+    Et rien n'est enregistré : ni appairage ni association
+    Quand le terminal est rechargé à 80 %
+    Et le technicien associe à nouveau le terminal
+    Alors le terminal est associé au compte du commerçant
 
   Scénario: La configuration interrompue reprend où elle s'était arrêtée
     Quand la liaison est coupée pendant la configuration à 40 %

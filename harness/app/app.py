@@ -144,8 +144,17 @@ class InvoicingApp:
                 )
             )
         self.show("scan", "Recherche des terminaux à proximité…")
+        connected: list[FoundTerminal] = []
+        if self.link is not None and self.link.is_connected and self.terminal is not None:
+            # a connected terminal does not advertise: list it from the open link
+            self.show("found", f"Terminal connecté : {self.terminal.name}")
+            connected.append(
+                FoundTerminal.connected(
+                    self.terminal.address, self.terminal.name, self.terminal.battery
+                )
+            )
         try:
-            terminals = await self.phone.scan_all(self.timeouts.scan_window)
+            terminals = connected + await self.phone.scan_all(self.timeouts.scan_window)
             if not terminals:  # keep listening until the scan timeout for a late one
                 late = self.timeouts.scan - self.timeouts.scan_window
                 terminals = [await self.phone.scan(max(late, 0.0))]
@@ -164,6 +173,13 @@ class InvoicingApp:
         """Find the terminal (``name``, the one already associated, or the first in range),
         pair with it — or re-encrypt if already bonded —, register it, and run its first
         setup when it has never been configured."""
+        current = self.terminal
+        if self.link is not None and self.link.is_connected and current is not None:
+            if name is None or name == current.name:  # nothing to do: say so
+                self.show("associated", f"Terminal {current.serial} déjà associé et connecté")
+                return current
+            await self.link.disconnect()  # another terminal was picked: let this one go
+            self.link = None
         terminals = await self.list_terminals()
         wanted = name or (self.terminal.name if self.terminal else None)
         chosen = next((t for t in terminals if t.name == wanted), None) if wanted else None
@@ -193,22 +209,49 @@ class InvoicingApp:
             code = self.phone.last_pairing_code
             how = f"code {code} confirmé" if code else "sans code : liaison non sécurisée"
             self.show("paired", f"Terminal {found.name} appairé ({how})")
-        await link.send(DiagnosisRequest())
-        info = await self._reply_to(link, expect=DiagnosisResponse)
         try:
-            await self.backend.register_terminal(info.serial, info.model, info.firmware)
-        except BackendError as error:
-            await link.disconnect()
-            self.link = None
-            raise self._fail(PhoneError(error.code, error.message)) from None
-        if not info.configured:
-            info = await self._set_up_terminal(link, info)
+            await link.send(DiagnosisRequest())
+            info = await self._reply_to(link, expect=DiagnosisResponse)
+            if not info.configured:
+                info = await self._set_up_terminal(link, info)
+            try:  # last: the backend lists only a terminal that is ready, firmware up to date
+                await self.backend.register_terminal(info.serial, info.model, info.firmware)
+            except BackendError as error:
+                raise self._fail(PhoneError(error.code, error.message)) from None
+        except PhoneError as error:
+            # A setup cut by a link loss resumes on reconnection: that bond is worth keeping.
+            resumable = error.code == "setup_interrupted"
+            await self._undo_association(link, found, keep_bond=bonded or resumable)
+            raise
         self.terminal = AssociatedTerminal(
             found.name, info.serial, info.model, info.firmware, info.battery, str(found.address)
         )
         self._save_state()
         self.show("associated", f"Terminal {info.serial} associé à votre compte")
         return self.terminal
+
+    async def _undo_association(
+        self, link: TerminalLink, found: FoundTerminal, *, keep_bond: bool
+    ) -> None:
+        """An association that failed after pairing leaves nothing half-written on the phone:
+        the link is closed (so the terminal advertises again) and a bond made by this attempt
+        is dropped; the next attempt pairs afresh (the terminal replaces its own copy)."""
+        await link.disconnect()
+        self.link = None
+        if not keep_bond:
+            await self.phone.forget(str(found.address))
+
+    async def _ensure_terminal(self) -> None:
+        """A connected, associated terminal: reconnect (bonded: no pairing) or associate."""
+        if self.link is not None and not self.link.is_connected:
+            self.link = None  # the terminal restarted or went out of range
+        if self.link is not None and self.terminal is not None:
+            return
+        if self.terminal is None:
+            self.show("association", "Aucun terminal associé : association en cours…")
+        else:
+            self.show("reconnection", f"Reconnexion au terminal {self.terminal.name}…")
+        await self.associate_terminal()
 
     async def _set_up_terminal(
         self, link: TerminalLink, info: DiagnosisResponse
@@ -282,7 +325,7 @@ class InvoicingApp:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
             if data.get("terminal"):
                 self.terminal = AssociatedTerminal(**data["terminal"])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable app state %s: %s", self.state_file, exc)
 
     # ------------------------------------------------------------------ payment
@@ -313,9 +356,7 @@ class InvoicingApp:
                     "Le paiement par TPE n'est pas activé dans le module Facturation.",
                 )
             )
-        if self.link is None or self.terminal is None:
-            self.show("association", "Aucun terminal associé : association en cours…")
-            await self.associate_terminal()
+        await self._ensure_terminal()
         assert self.link is not None
         assert self.terminal is not None
         link = self.link
@@ -409,9 +450,7 @@ class InvoicingApp:
         except BackendError as error:
             raise self._fail(PhoneError(error.code, error.message)) from None
         self.show("button", f"{BUTTON_ADD_PAYMENT_METHOD} › {BUTTON_CARD_CAPTURE}")
-        if self.link is None or self.terminal is None:
-            self.show("association", "Aucun terminal associé : association en cours…")
-            await self.associate_terminal()
+        await self._ensure_terminal()
         assert self.link is not None
         assert self.terminal is not None
         link = self.link

@@ -20,7 +20,7 @@ from bumble.hci import Address
 from bumble.keys import JsonKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 
-from simulator.ble import PAYMENT_SERVICE_UUID, PaymentServiceProxy
+from simulator.ble import PAYMENT_SERVICE_UUID, PaymentServiceProxy, set_aside_if_unreadable
 from simulator.protocol import PhoneEndpoint, ProtocolError
 from simulator.protocol.messages import Command, Event
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PREFERRED_MTU = 517
 ENCRYPTION_TIMEOUT = 10.0
+PASSKEY_ENTRY_TIMEOUT = 60.0
 TERMINAL_NAME_PREFIX = "TPE-"
 MESSAGE_LOG_SIZE = 64
 
@@ -56,6 +57,11 @@ class FoundTerminal:
     @property
     def serial(self) -> str:
         return self.name.removeprefix(TERMINAL_NAME_PREFIX)
+
+    @classmethod
+    def connected(cls, address: str, name: str, battery: int | None) -> FoundTerminal:
+        """The terminal the phone is connected to (it does not advertise meanwhile)."""
+        return cls(Address(address), name, 0, battery)
 
 
 def _terminal_seen(adv: Advertisement, service: UUID) -> FoundTerminal | None:
@@ -90,7 +96,10 @@ class _PhonePairingDelegate(PairingDelegate):
         return await self._confirm_code(self.last_code)
 
     async def get_number(self) -> int | None:
-        typed = await self._type_passkey()
+        try:
+            typed = await asyncio.wait_for(self._type_passkey(), PASSKEY_ENTRY_TIMEOUT)
+        except TimeoutError:
+            return None  # the user never typed it: the pairing fails instead of hanging
         if typed is None or not typed.isdigit() or len(typed) != 6:
             return None  # refuses the pairing instead of Bumble's default of 0
         self.last_code = typed
@@ -118,6 +127,7 @@ class VirtualPhone:
         self.device = device
         if keystore_file is not None:
             keystore_file.parent.mkdir(parents=True, exist_ok=True)
+            set_aside_if_unreadable(keystore_file)
             device.keystore = JsonKeyStore(namespace="phone", filename=str(keystore_file))
         self.bluetooth_on = True
         self.location_on = True
@@ -244,7 +254,7 @@ def _pairing_failure(exc: BaseException) -> tuple[str, str]:
         return (
             "terminal_full",
             "Le terminal refuse un nouveau téléphone : il en connaît déjà le maximum. "
-            "Oubliez le terminal sur un autre téléphone ou réinitialisez-le.",
+            "Réinitialisez-le (ses appairages seront effacés) pour en associer un autre.",
         )
     return (
         "pairing_failed",
@@ -356,6 +366,12 @@ class TerminalLink:
                     "terminal_refused_write",
                     f"Le terminal a refusé la commande (erreur Bluetooth {exc.error_name}).",
                 ) from exc
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                still_connected = not self.disconnected.done()
+                if still_connected or (task is not None and task.cancelling()):
+                    raise  # a real cancellation of this flow
+                raise link_lost() from None  # Bumble cancels pending writes on disconnection
             except (TimeoutError, core.BaseBumbleError) as exc:
                 if not self.is_connected:
                     raise link_lost() from exc

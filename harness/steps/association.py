@@ -225,3 +225,18 @@ def other_phone_associates(world: World, number: int) -> Attempt:
 @then(parsers.parse("le terminal garde {count:d} appairages"))
 def bonds_kept(world: World, count: int) -> None:
     assert len(world.run(world.terminal.bonded_phones())) == count
+
+
+@when(parsers.parse("le terminal est rechargé à {level:d} %"))
+def recharge(world: World, level: int) -> None:
+    world.terminal.set_battery(level)
+
+
+@when(parsers.parse("le technicien associe le terminal « {name} »"), target_fixture="attempt")
+def associate_named(world: World, name: str) -> Attempt:
+    attempt = Attempt(started_at=world.loop.time())
+    try:
+        world.run(world.app.associate_terminal(name))
+    except PhoneError as error:
+        attempt.error = error
+    return attempt

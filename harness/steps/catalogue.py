@@ -193,6 +193,8 @@ ALIASES: Mapping[str, str] = {
         "the merchant's phone no. {number} associates the terminal"
     ),
     "le terminal garde {count} appairage": "the terminal keeps {count} bond",
+    "le terminal est rechargé à {level} %": "the terminal is charged to {level} %",
+    "le technicien associe le terminal « {name} »": "the technician associates terminal « {name} »",
     "le terminal garde {count} appairages": "the terminal keeps {count} bonds",
 }
 

@@ -7,7 +7,7 @@ from simulator.ble.payment_service import (
     PaymentService,
     PaymentServiceProxy,
 )
-from simulator.ble.storage import TerminalDataFolder
+from simulator.ble.storage import TerminalDataFolder, set_aside_if_unreadable
 from simulator.ble.terminal import BleTerminal
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "PaymentService",
     "PaymentServiceProxy",
     "TerminalDataFolder",
+    "set_aside_if_unreadable",
 ]

@@ -21,6 +21,20 @@ BONDS_FILE = "bonds.json"
 CONFIG_FILE = "config.json"
 
 
+def set_aside_if_unreadable(path: Path) -> None:
+    """A bonds file that is not a JSON object (crash, hand edit) is renamed ``*.corrupt``
+    rather than crashing the start: its bonds are lost, phones pair again."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        log.warning("%s is unreadable: set aside, its bonds are lost", path)
+        path.replace(path.with_name(path.name + ".corrupt"))
+
+
 class TerminalDataFolder:
     def __init__(self, path: Path, serial: str) -> None:
         self.path = path
@@ -28,27 +42,30 @@ class TerminalDataFolder:
         path.mkdir(parents=True, exist_ok=True)
 
     def keystore(self) -> JsonKeyStore:
+        set_aside_if_unreadable(self.path / BONDS_FILE)
         return JsonKeyStore(namespace=self.serial, filename=str(self.path / BONDS_FILE))
 
     def load_configuration(self) -> tuple[MerchantSetup | None, str | None]:
-        """The merchant setup and firmware saved by the last completed first setup."""
+        """The merchant setup (None before first setup or after a factory reset) and the
+        installed firmware."""
         try:
             data = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
-            return MerchantSetup(**data["merchant"]), str(data["firmware"])
+            merchant = data["merchant"]
+            return (MerchantSetup(**merchant) if merchant else None), str(data["firmware"])
         except FileNotFoundError:
             return None, None
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable %s: %s", self.path / CONFIG_FILE, exc)
             return None, None
 
-    def save_configuration(self, merchant: MerchantSetup, firmware: str) -> None:
+    def save_configuration(self, merchant: MerchantSetup | None, firmware: str) -> None:
         target = self.path / CONFIG_FILE
         temporary = target.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps({"merchant": asdict(merchant), "firmware": firmware}), encoding="utf-8"
-        )
+        data = {"merchant": asdict(merchant) if merchant else None, "firmware": firmware}
+        temporary.write_text(json.dumps(data), encoding="utf-8")
         temporary.replace(target)  # atomic: a crash never leaves half a file
 
-    def clear(self) -> None:
-        for name in (BONDS_FILE, CONFIG_FILE):
-            (self.path / name).unlink(missing_ok=True)
+    def clear(self, firmware: str) -> None:
+        """Factory reset: no bond, no configuration; the installed firmware stays."""
+        (self.path / BONDS_FILE).unlink(missing_ok=True)
+        self.save_configuration(None, firmware)

@@ -31,8 +31,8 @@ from simulator.ble.payment_service import PAYMENT_SERVICE_UUID, PaymentService
 from simulator.ble.storage import TerminalDataFolder
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol import ProtocolError, TerminalEndpoint
-from simulator.protocol.messages import Command, Error, Event, SetupResponse
-from simulator.terminal import TerminalEngine
+from simulator.protocol.messages import Command, Error, Event, SetupRequest, SetupResponse
+from simulator.terminal import State, TerminalEngine
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class BleTerminal:
                 manufacturer_name=profile.manufacturer,
                 model_number=profile.model,
                 serial_number=profile.serial,
-                firmware_revision=profile.firmware,
+                firmware_revision=engine.firmware,
             )
         )
         device.add_service(self.battery_service)
@@ -240,6 +240,14 @@ class BleTerminal:
         self._after_engine()
         return False
 
+    async def _forget_phone(self, link: _Link) -> None:
+        """A phone whose first setup was refused is not associated: its bond goes too."""
+        keystore = self.device.keystore
+        peer = str(link.connection.peer_address)
+        if keystore is not None and await keystore.get(peer) is not None:
+            await keystore.delete(peer)
+            log.info("bond with %s dropped: first setup refused", peer)
+
     async def factory_reset(self) -> None:
         """Forget every phone and the configuration (the merchant's "réinitialisation")."""
         for link in list(self._links.values()):
@@ -247,7 +255,7 @@ class BleTerminal:
         if self.device.keystore is not None:
             await self.device.keystore.delete_all()
         if self.data is not None:
-            self.data.clear()
+            self.data.clear(self.engine.firmware)
         self.engine.factory_reset(self._now())
         self._after_engine()
 
@@ -340,6 +348,13 @@ class BleTerminal:
                     item, self._now(), self._calendar(), secure=self._is_secure(link)
                 )
                 await self._flush(reply_to=link)
+                setup_refused = (
+                    isinstance(item, SetupRequest)
+                    and self.engine.state is not State.SETUP
+                    and not self.engine.configured
+                )
+                if setup_refused:  # not associated: its bond goes too
+                    await self._forget_phone(link)
         self._reschedule()
         self._changed()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.app import PhoneError
@@ -71,3 +73,59 @@ def test_a_refused_pairing_can_be_retried(answer: str) -> None:
         world.associate()
         assert world.app.terminal is not None
         assert world.app.terminal.serial in world.store.terminals
+
+
+def test_a_new_process_on_the_same_data_folder_reconnects_without_pairing(
+    tmp_path: Path,
+) -> None:
+    config = WorldConfig(data_dir=tmp_path)
+    with World(config) as first:
+        first.associate()
+        code = first.phone.last_pairing_code
+        assert code is not None
+    with World(WorldConfig(data_dir=tmp_path)) as second:  # a restart of both processes
+        assert second.terminal.engine.configured  # setup survived
+        assert second.app.terminal is not None  # the app remembers its terminal
+        second.associate()
+        assert second.phone.last_pairing_code is None  # no pairing code this time
+        assert "reconnecté (appairage conservé)" in " ".join(second.app.screen)
+        pairing = [s for s in second.terminal.engine.screen.history if "APPAIRAGE" in s.lines]
+        assert pairing == []
+        number = small_unpaid(second)
+        second.start_payment(number)
+        second.tap("visa")
+        assert second.finish_payment().invoice["status"] == "paid"
+
+
+def test_after_a_terminal_restart_the_next_payment_reconnects_by_itself() -> None:
+    with World() as world:
+        world.associate()
+        world.restart_terminal()
+        number = small_unpaid(world)
+        world.start_payment(number)  # no "connexion perdue": the app reconnects first
+        assert any(t.startswith("Reconnexion au terminal") for t in world.app.screen)
+        world.tap("visa")
+        assert world.finish_payment().invoice["status"] == "paid"
+
+
+def test_associating_while_connected_keeps_the_link(tmp_path: Path) -> None:
+    with World() as world:
+        world.associate()
+        link = world.app.link
+        world.associate()
+        assert world.app.link is link
+        assert world.app.screen[-1].endswith("déjà associé et connecté")
+
+
+def test_corrupt_bond_files_are_set_aside_and_phones_pair_again(tmp_path: Path) -> None:
+    with World(WorldConfig(data_dir=tmp_path)) as world:
+        world.associate()
+    for bonds in tmp_path.rglob("bonds.json"):
+        bonds.write_text("[not, a, mapping", encoding="utf-8")
+    with World(WorldConfig(data_dir=tmp_path)) as world:
+        assert sorted(p.name for p in tmp_path.rglob("*.corrupt")) == [
+            "bonds.json.corrupt",
+            "bonds.json.corrupt",
+        ]
+        world.associate()  # both sides forgot: a fresh pairing
+        assert world.phone.last_pairing_code is not None
