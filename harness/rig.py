@@ -106,7 +106,6 @@ class World:
         self.seed = settings.faker_seed if self.config.seed is None else self.config.seed
         self.catalogue = Catalogue.load(self.config.fixtures / "cards.yaml")
         self.keys = load_keys(self.config.fixtures)  # test keys: DUKPT, issuers' master keys
-        self._dukpt_counters: dict[str, int] = {}  # serial -> last DUKPT counter it used
         profiles = load_profiles(self.config.fixtures / "terminals.yaml")
         if self.config.terminal not in profiles:
             raise ProfileError(
@@ -417,14 +416,12 @@ class World:
     def _inject_card_data_key(self, engine: TerminalEngine) -> None:
         """The key-injection facility's part, until first setup injects the key: the
         terminal's AES DUKPT initial key from ``keys.yaml``, and the transaction counter its
-        previous power-on reached (a counter is never used twice)."""
-        previous = getattr(self, "terminal", None)
-        if previous is not None and previous.engine.card_data_keys is not None:
-            serial = previous.engine.profile.serial
-            self._dukpt_counters[serial] = previous.engine.card_data_keys.counter
+        previous power-on reached, from its data folder (a counter is never used twice, even
+        across processes)."""
         serial = engine.profile.serial
         initial_key, initial_key_id = self.keys.terminal_keys(serial)
-        engine.load_initial_key(initial_key, initial_key_id, self._dukpt_counters.get(serial, 0))
+        counter = self.terminal_data.load_counter()  # kept in the terminal's data folder
+        engine.load_initial_key(initial_key, initial_key_id, counter)
 
     # ------------------------------------------------------------------ sync facade
     def associate(self) -> None:

@@ -153,6 +153,10 @@ CENTS_RULE: Mapping[int, str] = {
 CaptureEffect = Literal["count", "reset", "none"]
 
 
+#: How a card reaches a terminal (the request's ``entry_mode``).
+ENTRY_MODES = ("contactless", "chip")
+
+
 @dataclass(frozen=True)
 class IssuerCard:
     """What the simulated issuer knows of a card (from ``fixtures/cards.yaml``).
@@ -451,6 +455,12 @@ class Processor:
         """Card authentication (rule 1b): ``(None, state with the new ATC)`` when the ARQC
         verifies over unaltered data with a fresh ATC, else ``(why, state unchanged)``."""
         emv = request.emv
+        for name in ("entry_mode", "cvm", "brand"):  # what the terminal sealed, not the relay
+            sealed = getattr(data, name)
+            if sealed is not None and sealed != getattr(request, name):
+                return f"{name} differs from what the terminal sealed", state
+        if request.entry_mode not in ENTRY_MODES:
+            return f"unknown entry mode {request.entry_mode[:20]!r}", state
         if card.brands and request.brand.upper() not in card.brands:
             return f"brand {request.brand[:20]!r} is not one of this card's applications", state
         aid = emv.get("4F", "")

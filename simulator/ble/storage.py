@@ -18,6 +18,7 @@ from simulator.terminal import MerchantSetup
 log = logging.getLogger(__name__)
 
 BONDS_FILE = "bonds.json"
+COUNTER_FILE = "dukpt.json"
 CONFIG_FILE = "config.json"
 
 
@@ -64,6 +65,25 @@ class TerminalDataFolder:
         data = {"merchant": asdict(merchant) if merchant else None, "firmware": firmware}
         temporary.write_text(json.dumps(data), encoding="utf-8")
         temporary.replace(target)  # atomic: a crash never leaves half a file
+
+    def load_counter(self) -> int:
+        """The last AES DUKPT transaction counter used: the next one must be above it, across
+        restarts of the process (a counter is never used twice)."""
+        try:
+            value = json.loads((self.path / COUNTER_FILE).read_text(encoding="utf-8"))["counter"]
+        except FileNotFoundError:
+            return 0
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path / COUNTER_FILE} is unreadable: {exc}") from exc
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{self.path / COUNTER_FILE}: counter must be a whole number")
+        return value
+
+    def save_counter(self, counter: int) -> None:
+        target = self.path / COUNTER_FILE
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"counter": counter}), encoding="utf-8")
+        temporary.replace(target)
 
     def clear(self, firmware: str) -> None:
         """Factory reset: no bond, no configuration; the installed firmware stays."""

@@ -31,7 +31,14 @@ from simulator.ble.payment_service import PAYMENT_SERVICE_UUID, PaymentService
 from simulator.ble.storage import TerminalDataFolder
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol import ProtocolError, TerminalEndpoint
-from simulator.protocol.messages import Command, Error, Event, SetupRequest, SetupResponse
+from simulator.protocol.messages import (
+    AuthorisationRequest,
+    Command,
+    Error,
+    Event,
+    SetupRequest,
+    SetupResponse,
+)
 from simulator.terminal import State, TerminalEngine
 
 log = logging.getLogger(__name__)
@@ -395,6 +402,9 @@ class BleTerminal:
             for event in self.engine.drain_events():
                 if isinstance(event, SetupResponse) and event.result == "completed":
                     self._save_configuration()
+                keys = self.engine.card_data_keys
+                if isinstance(event, AuthorisationRequest) and keys and self.data is not None:
+                    self.data.save_counter(keys.counter)  # before the key leaves in use
                 # Replies and errors go to the phone whose write caused them; the rest to all.
                 is_reply = (
                     isinstance(event, Error) or getattr(event, "in_reply_to", None) is not None

@@ -21,7 +21,6 @@ the 12 KSN bytes followed by :func:`associated_data`. See ``docs/protocol.md``, 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -57,6 +56,12 @@ class SensitiveCardData:
     expiry: str  # YYMM
     pan_sequence: str = "00"
     pin: str | None = None  # an online PIN, typed on the terminal, for the issuer to check
+    #: How the terminal read the card and verified its holder, sealed with the card data so
+    #: that the relaying phone cannot claim a PIN that was never typed, a chip read that was
+    #: a tap, or another brand. The processor refuses a request that differs.
+    entry_mode: str | None = None
+    cvm: str | None = None
+    brand: str | None = None
 
     def __repr__(self) -> str:
         return f"SensitiveCardData(pan={mask_pan(self.pan)!r}, expiry=…, pin=…)"
@@ -85,8 +90,10 @@ def seal(
     ksn, key = originator.next_key(DATA_KEY_USAGE)
     nonce = random_bytes(NONCE_SIZE)
     fields = {"pan": data.pan, "expiry": data.expiry, "pan_sequence": data.pan_sequence}
-    if data.pin is not None:
-        fields["pin"] = data.pin
+    for name in ("pin", "entry_mode", "cvm", "brand"):
+        value = getattr(data, name)
+        if value is not None:
+            fields[name] = value
     plaintext = json.dumps(fields, separators=(",", ":")).encode()
     ciphertext = AESGCM(key).encrypt(nonce, plaintext, ksn + aad)
     return {
@@ -121,7 +128,7 @@ def open_sealed(bdks: Mapping[bytes, bytes], blob: object, aad: bytes) -> Sensit
     try:
         nonce = base64.b64decode(str(blob["nonce"]), validate=True)
         ciphertext = base64.b64decode(str(blob["ciphertext"]), validate=True)
-    except (KeyError, binascii.Error) as exc:
+    except (KeyError, ValueError) as exc:  # binascii.Error, and non-ASCII text
         raise CardDataError("card_data nonce or ciphertext missing or not base64") from exc
     if len(nonce) != NONCE_SIZE:
         raise CardDataError("card_data nonce has the wrong size")
@@ -139,6 +146,14 @@ def open_sealed(bdks: Mapping[bytes, bytes], blob: object, aad: bytes) -> Sensit
             expiry=str(fields["expiry"]),
             pan_sequence=str(fields.get("pan_sequence", "00")),
             pin=str(fields["pin"]) if fields.get("pin") is not None else None,
+            entry_mode=_optional(fields, "entry_mode"),
+            cvm=_optional(fields, "cvm"),
+            brand=_optional(fields, "brand"),
         )
     except (ValueError, TypeError, KeyError) as exc:  # authentic, but not what seal() writes
         raise CardDataError("card_data plaintext is malformed") from exc
+
+
+def _optional(fields: Mapping[str, object], name: str) -> str | None:
+    value = fields.get(name)
+    return None if value is None else str(value)

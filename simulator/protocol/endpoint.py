@@ -15,7 +15,7 @@ import dataclasses
 from typing import Generic, TypeVar
 
 from simulator.protocol import framing
-from simulator.protocol.errors import ProtocolError, ReplayedCommand
+from simulator.protocol.errors import MessageError, ProtocolError, ReplayedCommand
 from simulator.protocol.messages import COMMANDS, EVENTS, Command, Event, Message, decode, encode
 
 In = TypeVar("In", bound=Message)
@@ -70,6 +70,15 @@ class Endpoint(Generic[In, Out]):
                     )
                 )
                 continue
+            if self._refuse_replays and message.id > self.last_received_id + MAX_ID_STEP:
+                # One absurd id must not make every later genuine command look replayed.
+                results.append(
+                    MessageError(
+                        f"{type(message).__name__} id {message.id} jumps more than "
+                        f"{MAX_ID_STEP} above the last id accepted ({self.last_received_id})"
+                    )
+                )
+                continue
             self.last_received_id = max(self.last_received_id, message.id)
             results.append(message)
         return results
@@ -86,6 +95,10 @@ class Endpoint(Generic[In, Out]):
         """Forget partial input, e.g. after a disconnection (not the last id accepted: a
         connection never accepts an id twice)."""
         self._reassembler.reset()
+
+
+#: How far above the last accepted id a command may be numbered (a phone counts up by one).
+MAX_ID_STEP = 1024
 
 
 class TerminalEndpoint(Endpoint[Command, Event]):

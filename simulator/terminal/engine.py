@@ -459,7 +459,13 @@ class TerminalEngine:
         sealed = seal(
             self.card_data_keys,
             SensitiveCardData(
-                pan=read.pan, expiry=read.expiry, pan_sequence=read.pan_sequence, pin=pin
+                pan=read.pan,
+                expiry=read.expiry,
+                pan_sequence=read.pan_sequence,
+                pin=pin,
+                entry_mode=read.entry_mode.value,
+                cvm=cvm,
+                brand=read.brand,
             ),
             associated_data(txn.transaction_id, txn.amount, txn.currency),
             self._random_bytes,

@@ -4,6 +4,7 @@ terminal restart, cryptograms checked both ways, replayed commands on the air.""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,27 @@ def test_every_brand_authenticates_with_its_issuers_keys(card: str) -> None:
         assert len(request.emv["9F26"]) == 16
         logged = [r for r in world.backend.request_log if r.path.endswith("/authorisation")]
         assert json.loads(logged[-1].response_body)["arpc"]
+
+
+@pytest.mark.parametrize(
+    ("field", "forged"),
+    [("cvm", "offline_pin"), ("entry_mode", "chip"), ("entry_mode", "telepathy"), ("brand", "CB")],
+)
+def test_a_relay_cannot_rewrite_how_the_card_was_read_or_verified(field: str, forged: str) -> None:
+    """The phone relays the terminal's request: what the terminal sealed with the card data
+    (entry mode, cardholder verification, brand) wins over what the relay claims."""
+    with World() as world:
+        world.associate()
+        number = world.unpaid_invoice(at_most_cents=5000)
+        assert number is not None
+        genuine = world.app.backend.authorise
+
+        async def forging(payment_id: str, body: dict[str, Any]) -> dict[str, Any]:
+            return await genuine(payment_id, {**body, field: forged})
+
+        world.app.backend.authorise = forging  # type: ignore[method-assign,assignment]
+        world.start_payment(number)
+        world.tap("visa")
+        outcome = world.finish_payment()
+        assert outcome.result == "declined"
+        assert world.store.invoice(number).status == "unpaid"

@@ -129,3 +129,18 @@ def test_corrupt_bond_files_are_set_aside_and_phones_pair_again(tmp_path: Path) 
         ]
         world.associate()  # both sides forgot: a fresh pairing
         assert world.phone.last_pairing_code is not None
+
+
+def test_the_dukpt_counter_goes_on_across_processes(tmp_path: Path) -> None:
+    counters = []
+    for _ in range(2):  # two processes on one data folder: never the same key twice
+        with World(WorldConfig(data_dir=tmp_path)) as world:
+            world.associate()
+            number = small_unpaid(world)
+            world.start_payment(number)
+            world.tap("visa")
+            world.finish_payment()
+            keys = world.terminal.engine.card_data_keys
+            assert keys is not None
+            counters.append(keys.counter)
+    assert counters[1] > counters[0] > 0

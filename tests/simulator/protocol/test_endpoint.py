@@ -276,3 +276,25 @@ def test_the_phone_does_not_refuse_events_by_id() -> None:
     frames = list(fragment(encode(update), 4, 23))
     assert carry(frames, phone) == [update]
     assert carry(frames, phone) == [update]
+
+
+def test_an_absurd_command_id_is_refused_and_does_not_block_the_next_ones() -> None:
+    from simulator.protocol.endpoint import MAX_ID_STEP
+    from simulator.protocol.errors import MessageError
+    from simulator.protocol.messages import DiagnosisRequest
+
+    terminal = TerminalEndpoint(att_mtu=185)
+    phone = PhoneEndpoint(att_mtu=185)
+
+    def deliver(command: DiagnosisRequest) -> list[object]:
+        _, frames = phone.send(command)
+        return [item for frame in frames for item in terminal.receive_frame(frame)]
+
+    assert isinstance(deliver(DiagnosisRequest(id=1))[0], DiagnosisRequest)
+    (refused,) = deliver(DiagnosisRequest(id=10**30))
+    assert isinstance(refused, MessageError)
+    assert "jumps more than" in refused.reason
+    (far,) = deliver(DiagnosisRequest(id=2 + MAX_ID_STEP))
+    assert isinstance(far, MessageError)
+    (next_one,) = deliver(DiagnosisRequest(id=2))
+    assert isinstance(next_one, DiagnosisRequest)
