@@ -178,12 +178,14 @@ class World:
         """Power the terminal on from its data folder (bonds, configuration)."""
         merchant, firmware = self.terminal_data.load_configuration()
         engine = TerminalEngine(self.profile, merchant, self.config.timeouts, firmware=firmware)
-        self._inject_card_data_key(engine)
+        if engine.configured:  # its key was injected at its first setup, kept since
+            self._inject_card_data_key(engine)
         self.terminal = BleTerminal(
             self._device(self.profile.name, self.profile.address),
             engine,
             self.calendar,
             self.terminal_data,
+            on_setup_complete=self._inject_card_data_key,
         )
         self.terminal.listeners.append(self._changed.set)
         await self.terminal.start()
@@ -414,8 +416,9 @@ class World:
         return self._cards[key]
 
     def _inject_card_data_key(self, engine: TerminalEngine) -> None:
-        """The key-injection facility's part, until first setup injects the key: the
-        terminal's AES DUKPT initial key from ``keys.yaml``, and the transaction counter its
+        """The key-injection host's part of first setup (over the terminal's own secure
+        channel, never through the phone): the terminal's AES DUKPT initial key from
+        ``keys.yaml``, and the transaction counter its
         previous power-on reached, from its data folder (a counter is never used twice, even
         across processes)."""
         serial = engine.profile.serial

@@ -97,12 +97,15 @@ class BleTerminal:
         engine: TerminalEngine,
         calendar: Callable[[], dt.datetime] = utc_now,
         data: TerminalDataFolder | None = None,
+        on_setup_complete: Callable[[TerminalEngine], None] | None = None,
     ) -> None:
         """``data``: the folder keeping bonds and configuration across restarts (none: they
-        live in memory and die with the process)."""
+        live in memory and die with the process). ``on_setup_complete``: the key-injection
+        host's part of first setup (it loads the card-data key into the engine)."""
         self.device = device
         self.engine = engine
         self.data = data
+        self._on_setup_complete = on_setup_complete
         if data is not None:
             device.keystore = data.keystore()
         self._calendar = calendar
@@ -402,6 +405,8 @@ class BleTerminal:
             for event in self.engine.drain_events():
                 if isinstance(event, SetupResponse) and event.result == "completed":
                     self._save_configuration()
+                    if self._on_setup_complete is not None and not self.engine.card_data_keys:
+                        self._on_setup_complete(self.engine)
                 keys = self.engine.card_data_keys
                 if isinstance(event, AuthorisationRequest) and keys and self.data is not None:
                     self.data.save_counter(keys.counter)  # before the key leaves in use

@@ -593,8 +593,10 @@ class TerminalEngine:
             self._show(now, "CONFIGURATION", "INTERROMPUE", f"{self._setup_percent()} %")
 
     def factory_reset(self, now: float) -> None:
-        """Back to the factory: no configuration, no journal; the firmware stays installed."""
+        """Back to the factory: no configuration, no journal, no card-data key (the next first
+        setup injects a new one); the firmware stays installed."""
         self.merchant = None
+        self.card_data_keys = None
         self.setup_progress = SetupProgressState()
         self.journal.clear()
         self.current = None

@@ -144,3 +144,15 @@ def test_the_dukpt_counter_goes_on_across_processes(tmp_path: Path) -> None:
             assert keys is not None
             counters.append(keys.counter)
     assert counters[1] > counters[0] > 0
+
+
+def test_the_card_data_key_is_injected_at_first_setup_and_dropped_by_a_factory_reset() -> None:
+    with World() as world:
+        assert not world.terminal.engine.configured
+        assert world.terminal.engine.card_data_keys is None  # fresh from the factory
+        world.associate()
+        assert world.terminal.engine.card_data_keys is not None  # first setup injected it
+        world.restart_terminal()
+        assert world.terminal.engine.card_data_keys is not None  # kept in its secure store
+        world.factory_reset_terminal()
+        assert world.terminal.engine.card_data_keys is None
