@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)  ## the test suite; JUnit XML and Cucumber JSON reports for CI under reports/
-	mkdir -p reports && $(BIN)/pytest --junitxml=reports/junit.xml --cucumberjson=reports/cucumber.json
+	mkdir -p reports && $(BIN)/pytest -n auto --junitxml=reports/junit.xml --cucumberjson=reports/cucumber.json
 
 test: lint typecheck unit  ## lint, type check and the whole test suite
 

@@ -234,19 +234,19 @@ class Fleet:
                 issue_date=today,
                 due_date=today + dt.timedelta(days=30),
             )
-            initial_key, initial_key_id = self.keys.terminal_keys(profile.serial)
+            preconfigured = self.config.preconfigured
             engine = TerminalEngine(
                 profile,
-                setup if self.config.preconfigured else None,
+                setup if preconfigured else None,
                 self.config.timeouts,
-                firmware=(profile.firmware_update or profile.firmware)
-                if self.config.preconfigured
-                else None,
-                initial_key=initial_key,
-                initial_key_id=initial_key_id,
+                firmware=(profile.firmware_update or profile.firmware) if preconfigured else None,
             )
+            if preconfigured:  # its key was injected with its configuration, at the factory
+                self._inject_card_data_key(engine)
             device = await self._device_factory(profile.name, profile.address)
-            terminal = BleTerminal(device, engine, self.calendar)  # bonds kept in memory
+            terminal = BleTerminal(  # no data folder: bonds and counters kept in memory
+                device, engine, self.calendar, on_setup_complete=self._inject_card_data_key
+            )
             changed = asyncio.Event()
             terminal.listeners.append(changed.set)
             await terminal.start()
@@ -271,6 +271,12 @@ class Fleet:
             phone.confirm_code = self._compares_codes(member)
             phone.type_passkey = self._types_passkey(member)
             self.members.append(member)
+
+    def _inject_card_data_key(self, engine: TerminalEngine) -> None:
+        """The key-injection host's part (as :meth:`World._inject_card_data_key`): the
+        terminal's AES DUKPT initial key from ``keys.yaml``, derived from its serial."""
+        initial_key, initial_key_id = self.keys.terminal_keys(engine.profile.serial)
+        engine.load_initial_key(initial_key, initial_key_id)
 
     async def _local_device(self, name: str, address: str) -> Device:
         controller = Controller(name, link=self.link, public_address=address)

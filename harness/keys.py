@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from simulator.cards import CardProfile, IssuerMasterKeys, VirtualCard
+from simulator.cards.catalogue import SAFE_LOADER
 from simulator.protocol.dukpt import BDK_ID_SIZE, derive_initial_key
 
 KEYS_FILE = "keys.yaml"
@@ -82,7 +83,7 @@ def load_keys(fixtures: Path) -> KeyFixture:
     """Read ``fixtures/keys.yaml``; :class:`KeyFixtureError` names the faulty field."""
     path = fixtures / KEYS_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise KeyFixtureError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

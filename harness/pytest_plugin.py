@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pytest_bdd.reporting import ReportContext, test_report_context_registry
 
 from harness.fixtures import fixtures_dir
 from harness.leaks import LogRecorder, pan_leaks
@@ -26,6 +28,7 @@ LOOPTIME_PLUGINS = ("looptime_plugin", "looptime_chronometers", "looptime_timepr
 _WORLD_KEY = pytest.StashKey[World]()
 _LOGS_KEY = pytest.StashKey[LogRecorder]()
 _TIMINGS_KEY = pytest.StashKey[list[tuple[str, float, float]]]()
+_CONFIG: pytest.Config | None = None  # the session's config, for the report hook
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,6 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for module in STEP_MODULES:
         config.pluginmanager.import_plugin(module)
     config.stash[_TIMINGS_KEY] = []
+    global _CONFIG
+    _CONFIG = config
 
 
 @pytest.fixture
@@ -103,7 +108,6 @@ def world(request: pytest.FixtureRequest, world_config: WorldConfig) -> Iterator
         the_world.close()
         request.node.user_properties.append(("loop_seconds", round(loop_s, 6)))
         request.node.user_properties.append(("wall_seconds", round(wall_s, 6)))
-        request.config.stash[_TIMINGS_KEY].append((request.node.nodeid, loop_s, wall_s))
 
 
 def pytest_bdd_after_scenario(
@@ -147,6 +151,23 @@ def failure_report(world: World) -> str:
     parts.append("backend requests (last 10):")
     parts += [f"  {record}" for record in list(world.backend.request_log)[-10:]]
     return "\n".join(parts)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Carry what the controller needs across pytest-xdist: pytest-bdd's scenario (for the
+    Cucumber JSON report, which pytest-bdd only writes from its own process's registry) and
+    the world's loop and wall time (for the summary)."""
+    context = test_report_context_registry.get(report)
+    if context is not None:  # where the test ran: ride on the report
+        report.tpe_bdd_context = {"scenario": context.scenario, "name": context.name}  # type: ignore[attr-defined]
+    elif (carried := getattr(report, "tpe_bdd_context", None)) is not None:
+        test_report_context_registry[report] = ReportContext(**carried)  # from a worker
+    if report.when == "teardown":
+        properties: dict[str, Any] = dict(report.user_properties)
+        if "loop_seconds" in properties and _CONFIG is not None:
+            loop_s, wall_s = float(properties["loop_seconds"]), float(properties["wall_seconds"])
+            _CONFIG.stash[_TIMINGS_KEY].append((report.nodeid, loop_s, wall_s))
 
 
 def pytest_terminal_summary(

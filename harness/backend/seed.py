@@ -20,6 +20,7 @@ from harness.backend.processor import IssuerCard, Processor
 from harness.backend.store import BackendStore, BillingSettings, InvoiceLine, Merchant
 from harness.keys import load_keys
 from simulator.cards import CardProfile, Catalogue
+from simulator.cards.catalogue import SAFE_LOADER
 
 SERVICE_LABELS = (
     "Déplacement",
@@ -51,7 +52,7 @@ class FixtureError(ValueError):
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise FixtureError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bumble import att
+from bumble import att, hci
 from bumble.core import AdvertisingData
 from bumble.device import Connection, Device
 from bumble.keys import PairingKeys
@@ -197,7 +197,10 @@ class BleTerminal:
                 log.debug("disconnect on stop failed", exc_info=True)
         # A powered-off Bumble device's virtual controller keeps advertising on its own:
         # stop it, or phones would still see (and try to connect to) a switched-off terminal.
-        await self.device.stop_advertising()
+        try:
+            await self.device.stop_advertising()
+        except hci.HCI_Error:  # RootCanal refuses it once a phone has connected
+            log.debug("stop_advertising refused by the controller", exc_info=True)
         await self.device.power_off()
 
     # ---------------------------------------------------------------- physical actions

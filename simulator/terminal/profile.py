@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from simulator.cards.catalogue import SAFE_LOADER
+
 IO_CAPABILITIES = ("display_yes_no", "display_only", "keyboard_display", "no_input_no_output")
 
 
@@ -92,7 +94,7 @@ class TerminalProfile:
 def load_profiles(path: Path) -> dict[str, TerminalProfile]:
     """Read every profile of a terminals file, with errors that name the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("terminals"), dict):

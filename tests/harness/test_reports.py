@@ -77,9 +77,12 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def test_the_reports_hold_the_scenarios_their_steps_and_outcomes(project: pytest.Pytester) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_the_reports_hold_the_scenarios_their_steps_and_outcomes(
+    project: pytest.Pytester, workers: list[str]
+) -> None:
     (project.path / "reports").mkdir()  # as `make unit` does
-    result = project.runpytest("-p", "no:cacheprovider", *report_options())
+    result = project.runpytest("-p", "no:cacheprovider", *workers, *report_options())
     result.assert_outcomes(passed=1, failed=1)
 
     junit = ET.parse(project.path / "reports" / "junit.xml").getroot()
