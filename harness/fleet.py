@@ -36,12 +36,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import looptime
-from bumble.controller import Controller
 from bumble.device import Device
-from bumble.hci import Address
-from bumble.host import Host
 from bumble.link import LocalLink
-from bumble.transport.common import AsyncPipeSink
 
 from harness.app import AppTimeouts, BackendClient, InvoicingApp, PaymentOutcome, VirtualPhone
 from harness.backend import BackendServer, BackendStore
@@ -49,6 +45,7 @@ from harness.backend.processor import Processor
 from harness.backend.seed import empty_store, issuer_card, load_seed_settings
 from harness.fixtures import fixtures_dir
 from harness.keys import load_keys
+from harness.rig import close_loop, local_device
 from simulator.ble import BleTerminal
 from simulator.cards import CardProfile, Catalogue, EntryMode, VirtualCard
 from simulator.terminal import (
@@ -279,22 +276,13 @@ class Fleet:
         engine.load_initial_key(initial_key, initial_key_id)
 
     async def _local_device(self, name: str, address: str) -> Device:
-        controller = Controller(name, link=self.link, public_address=address)
-        return Device(
-            name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
-        )
+        return local_device(self.link, name, address)
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self.run(self._teardown())
-        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
+        close_loop(self.loop)
 
     async def _teardown(self) -> None:
         """Disconnect, then stop every app, phone and terminal, then the backend. A step that

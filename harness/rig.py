@@ -73,6 +73,25 @@ FLOW_START_TIMEOUT = 900.0
 PairingAnswer = Literal["confirm", "refuse_on_phone", "refuse_on_terminal"]
 
 
+def local_device(link: LocalLink, name: str, address: str) -> Device:
+    """A Bumble device with its own virtual controller on ``link`` (call inside the loop)."""
+    controller = Controller(name, link=link, public_address=address)
+    return Device(
+        name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
+    )
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending on ``loop``, let it finish, and close the loop."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
 class WorldTimeout(AssertionError):
     """What the world was waiting for did not happen; the message says what it saw instead."""
 
@@ -250,22 +269,13 @@ class World:
             self.link.remove_controller(controller)
 
     def _device(self, name: str, address: str) -> Device:
-        controller = Controller(name, link=self.link, public_address=address)
-        return Device(
-            name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
-        )
+        return local_device(self.link, name, address)
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self.run(self._teardown())
-        pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-        self.loop.close()
+        close_loop(self.loop)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
