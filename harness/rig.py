@@ -402,6 +402,10 @@ class World:
         self.run(self.terminal.stop())
         self._remove_controller(self.terminal.device)
 
+    def drop_link(self) -> None:
+        """The Bluetooth link between the phone and the terminal breaks (both stay on)."""
+        self.run(self.terminal.drop_links())
+
     def restart_terminal(self) -> None:
         """Switch the terminal off and on (same data folder: bonds and setup are kept)."""
         self.run(self._restart_terminal())

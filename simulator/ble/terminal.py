@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bumble import att, hci
 from bumble.core import AdvertisingData
@@ -42,6 +42,12 @@ from simulator.protocol.messages import (
 from simulator.terminal import State, TerminalEngine
 
 log = logging.getLogger(__name__)
+
+#: Where a message is when a hook sees it: a command that just ``received`` (before the engine
+#: handles it), an event the terminal is ``sending`` (the engine has already moved on; the phone
+#: has not got it yet), an event ``sent`` (its frames are notified).
+HookPoint = Literal["received", "sending", "sent"]
+MessageHook = Callable[[HookPoint, Command | Event], Awaitable[None]]
 
 IO_CAPABILITIES = {
     "display_yes_no": PairingDelegate.DISPLAY_OUTPUT_AND_YES_NO_INPUT,
@@ -119,6 +125,11 @@ class BleTerminal:
         #: Called after anything that may change what an observer sees (screen, state, links).
         self.listeners: list[Callable[[], None]] = []
         self.commands_received: list[Command] = []
+        #: Awaited at each step a message takes (see :data:`HookPoint`): the control panel's
+        #: live log, packet-level fault injection ("drop the link once the approval reached the
+        #: terminal, before the result reaches the phone"). A hook may drop the link: an event
+        #: whose link is gone after its ``sending`` hooks is not sent.
+        self.message_hooks: list[MessageHook] = []
         profile = engine.profile
         self.payment_service = PaymentService(self._on_command_frame)
         self.battery_service = BatteryService(lambda _conn: self.engine.battery)
@@ -236,6 +247,21 @@ class BleTerminal:
 
     def set_battery(self, level: int) -> None:
         self.engine.set_battery(level)
+
+    async def drop_links(self) -> int:
+        """Cut every phone's link at once (radio interference, a wall): the phones see a link
+        loss; bonds stay. Returns how many links were cut."""
+        links = list(self._links.values())
+        for link in links:
+            try:
+                await link.connection.disconnect()
+            except Exception:  # already going away
+                log.debug("disconnect failed", exc_info=True)
+        return len(links)
+
+    @property
+    def connected_phones(self) -> int:
+        return len(self._links)
 
     # ---------------------------------------------------------------- bonds and data
     async def bonded_phones(self) -> list[str]:
@@ -357,6 +383,9 @@ class BleTerminal:
                     await self._load_bond(link)  # a bonded phone re-encrypted the link
                 self.commands_received.append(item)
                 log.debug("phone → terminal: %r", item)
+                await self._run_hooks("received", item)
+                if connection.handle not in self._links:
+                    continue  # a hook cut the link: the command never made it
                 self.engine.handle_command(
                     item, self._now(), self._calendar(), secure=self._is_secure(link)
                 )
@@ -418,6 +447,9 @@ class BleTerminal:
                     isinstance(event, Error) or getattr(event, "in_reply_to", None) is not None
                 )
                 targets = [reply_to] if is_reply and reply_to else list(self._links.values())
+                if self.message_hooks:
+                    await self._run_hooks("sending", event)
+                    targets = [t for t in targets if t.connection.handle in self._links]
                 for link in targets:
                     sent, frames = link.endpoint.send(event)
                     self.events_sent.append(sent)
@@ -426,3 +458,11 @@ class BleTerminal:
                         await self.device.notify_subscriber(
                             link.connection, self.payment_service.event_characteristic, frame
                         )
+                    await self._run_hooks("sent", sent)
+
+    async def _run_hooks(self, point: HookPoint, message: Command | Event) -> None:
+        for hook in list(self.message_hooks):
+            try:
+                await hook(point, message)
+            except Exception:  # an observer's bug must not break the terminal
+                log.exception("message hook %r failed at %s", hook, point)
