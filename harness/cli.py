@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps.add_argument(
         "--markdown", action="store_true", help="print the Markdown of docs/steps.md instead"
     )
+    from harness.scenarios.cli import add_parser as add_scenario_parser
+
+    add_scenario_parser(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
@@ -81,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_command(args)
     if args.command == "steps":
         return steps_command(args)
+    if args.command == "scenario":
+        from harness.scenarios.cli import run_command
+
+        return run_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -53,8 +53,11 @@ from harness.backend import BackendServer, BackendStore
 from harness.backend.seed import load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
 from harness.keys import load_keys
+from harness.scenarios.model import MOMENTS, MomentTracker
 from simulator.ble import BleTerminal, TerminalDataFolder
+from simulator.ble.terminal import HookPoint
 from simulator.cards import Catalogue, EntryMode, VirtualCard
+from simulator.protocol.messages import Command, Event
 from simulator.terminal import (
     MerchantSetup,
     ProfileError,
@@ -141,6 +144,11 @@ class World:
         self._payment: asyncio.Task[Any] | None = None
         self._cards: dict[str, VirtualCard] = {}
         self._extra_apps: list[InvoicingApp] = []  # every app started, to close them all
+        #: faults waiting for a named moment (:meth:`at_moment`), and those that struck
+        self._moment_actions: list[tuple[str, int, Callable[[], Awaitable[None]]]] = []
+        self._moment_tracker = MomentTracker()
+        self._moment_counts: dict[str, int] = {}
+        self.moments_struck: list[tuple[str, int, float]] = []
         self._loop_start = 0.0
         self._wall_start = 0.0
         self._open = False
@@ -207,6 +215,7 @@ class World:
             on_setup_complete=self._inject_card_data_key,
         )
         self.terminal.listeners.append(self._changed.set)
+        self.terminal.message_hooks.append(self._on_moment)  # faults at named moments
         await self.terminal.start()
 
     async def _start_phone(self) -> None:
@@ -550,3 +559,105 @@ class World:
         task = self._payment
         self.run(self.wait_until(task.done, "the flow to end", self.config.app_timeouts.payment))
         return task.result()
+
+    # ------------------------------------------------------------------ faults
+    # The fault facade of scenario scripts (harness/scenarios, docs/scenarios.md).
+    def out_of_range(self, seconds: float) -> None:
+        """The technician's phone goes out of range for ``seconds`` of loop time: the link
+        drops and the phone hears nothing (no advertising, no connection) until it is back.
+        Returns at once: the cardholder may go on acting on the terminal meanwhile."""
+        self.run(self.out_of_range_now(seconds))
+
+    async def out_of_range_now(self, seconds: float) -> None:
+        """:meth:`out_of_range` from inside the loop (a fault at a named moment)."""
+        link = self.link
+        if not isinstance(link, LocalLink):
+            raise NotImplementedError("out of range needs the local link (LocalLink)")
+        await self.terminal.drop_links()
+        controller = self.phone.device.host.controller if self.phone.device.host else None
+        if isinstance(controller, Controller) and controller in link.controllers:
+            # the terminate PDU is already on its way: the phone still learns of the loss
+            link.remove_controller(controller)
+            log.info("phone out of range for %g s", seconds)
+            self.loop.call_later(seconds, self._back_in_range, link, controller)
+
+    def _back_in_range(self, link: LocalLink, controller: Controller) -> None:
+        if controller not in link.controllers:
+            link.add_controller(controller)
+            log.info("phone back in range")
+        self._changed.set()
+
+    def reboot_soon(self) -> None:
+        """Restart the terminal (as :meth:`restart_terminal`) in a task of its own: the way
+        to reboot it from a moment's action, which runs inside the terminal's own hooks."""
+        self.spawn(self._restart_terminal())
+
+    def set_battery(self, level: int) -> None:
+        """The terminal's battery is at ``level`` percent (0-100) from now on."""
+        self.terminal.set_battery(level)
+        self._changed.set()
+
+    def phone_offline(self, on: bool = True) -> None:
+        """The technician's phone loses (``on``) or gets back its network: the app's
+        backend calls fail as unreachable; Bluetooth is unaffected."""
+        client = self.app.backend
+        if not hasattr(client, "offline"):
+            raise NotImplementedError("BackendClient.offline is not available yet")
+        setattr(client, "offline", on)  # noqa: B010 - set by name until it is typed
+        self._changed.set()
+
+    def backend_fault(
+        self,
+        kind: str,
+        route: str | None = None,
+        *,
+        status: int = 503,
+        seconds: float = 0.0,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
+        """Program the backend's fault plan (``server.faults``): ``fail`` ``route`` with
+        ``status`` ``times`` times (after ``after`` good calls), ``delay`` it ``seconds`` of
+        loop time ``times`` times, ``refuse_connections``, ``accept_connections``, ``clear``."""
+        faults: Any = getattr(self.backend, "faults", None)
+        if faults is None:
+            raise NotImplementedError("the backend has no fault plan yet (server.faults)")
+        if kind == "fail" and after:
+            faults.fail_after(route, after, status=status, times=times)
+        elif kind == "fail":
+            faults.fail(route, status, times)
+        elif kind == "delay":
+            faults.delay(route, seconds, times)
+        elif kind in ("refuse_connections", "accept_connections", "clear"):
+            getattr(faults, kind)()
+        else:
+            raise ValueError(f"unknown backend fault {kind!r}")
+        self._changed.set()
+
+    def at_moment(
+        self, moment: str, action: Callable[[], Awaitable[None]], occurrence: int = 1
+    ) -> None:
+        """Run ``action`` (a coroutine function) when the protocol reaches ``moment`` (a name
+        of :data:`harness.scenarios.model.MOMENTS`) for the ``occurrence``-th time. It runs
+        inside the terminal's message hook: a link dropped at a ``sending`` moment keeps the
+        event off the air. Actions that restart the terminal must spawn a task, not await it.
+        :attr:`moments_struck` lists the moments whose action ran."""
+        if moment not in MOMENTS or MOMENTS[moment].point is None:
+            protocol = [name for name, m in MOMENTS.items() if m.point is not None]
+            raise ValueError(f"unknown moment {moment!r} (moments: {', '.join(protocol)})")
+        self._moment_actions.append((moment, occurrence, action))
+
+    async def _on_moment(self, point: HookPoint, message: Command | Event) -> None:
+        """The terminal's message hook: run the actions waiting for the moment reached."""
+        pending = self._moment_actions
+        for moment in self._moment_tracker.moments(point, message):
+            count = self._moment_counts[moment] = self._moment_counts.get(moment, 0) + 1
+            for entry in list(pending):
+                name, occurrence, action = entry
+                if name == moment and occurrence == count:
+                    pending.remove(entry)
+                    self.moments_struck.append((moment, count, self.loop_elapsed))
+                    log.info("moment %s (#%d): fault strikes", moment, count)
+                    await action()
+        if pending:
+            self._changed.set()
