@@ -1,6 +1,7 @@
 """The realistic lane: one payment over RootCanal, Google's virtual controller.
 
-``python -m rootcanal`` (PyPI ``rootcanal``, the ``bench`` extra) is started on free ports;
+``python -m rootcanal`` (PyPI ``rootcanal``) is started on free ports by
+:mod:`harness.rootcanal`;
 every TCP connection to its HCI port gets its own controller, and its link layer models
 advertising and connection events on the wall clock. A one-member :class:`harness.fleet.Fleet`
 on the wall clock (``fast=False``) is built with devices on ``tcp-client`` transports to it:
@@ -14,18 +15,8 @@ When RootCanal is missing or does not start here (its wheels from 1.11 on need g
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from bumble.device import Device
 from bumble.hci import Address
@@ -35,116 +26,9 @@ from bumble.transport.common import Transport
 from bench.floor import floor_session
 from bench.frames import FrameScript
 from harness.fleet import Fleet, FleetConfig
+from harness.rootcanal import RootCanal, RootCanalUnavailable, rootcanal_version, running_rootcanal
 
-START_TIMEOUT = 15.0
-
-
-class Unavailable(Exception):
-    """RootCanal cannot run here; the message says why."""
-
-
-@dataclass(frozen=True)
-class RootCanal:
-    process: subprocess.Popen[bytes]
-    hci_port: int
-    log: Path
-
-    @property
-    def transport(self) -> str:
-        return f"tcp-client:127.0.0.1:{self.hci_port}"
-
-
-def rootcanal_version() -> str | None:
-    """The installed ``rootcanal`` distribution's version, if any."""
-    if importlib.util.find_spec("rootcanal") is None:
-        return None
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rootcanal")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-@contextlib.contextmanager
-def running_rootcanal() -> Iterator[RootCanal]:
-    """Start RootCanal on free ports; stop it on exit. :class:`Unavailable` if it cannot."""
-    if rootcanal_version() is None:
-        raise Unavailable("PyPI package rootcanal is not installed (pip install -e '.[bench]')")
-    hci, test, link, link_ble = free_ports(4)
-    with tempfile.TemporaryDirectory(prefix="tpe-sim-rootcanal-") as tmp:
-        log = Path(tmp) / "rootcanal.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "rootcanal",
-                    f"-hci_port={hci}",
-                    f"-test_port={test}",
-                    f"-link_port={link}",
-                    f"-link_ble_port={link_ble}",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                # its own process group: `python -m rootcanal` runs the binary as a child,
-                # which must be stopped with it
-                start_new_session=True,
-            )
-        try:
-            _wait_for_port(process, hci, log)
-            yield RootCanal(process, hci, log)
-        finally:
-            _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop RootCanal's process group: the wrapper and the binary it runs as a child."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        process.poll()  # reap the wrapper, or the group never looks empty
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            lines = log.read_text(errors="replace").strip().splitlines()
-            why = next((line for line in lines if "not found" in line), None) or (
-                lines[-1] if lines else f"exit status {process.returncode}"
-            )
-            raise Unavailable(f"rootcanal exited at start: {why.strip()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            # A probe connection gets a controller of its own, closed at once: harmless.
-            return
-        time.sleep(0.05)
-    raise Unavailable(f"rootcanal did not listen on port {port} within {START_TIMEOUT:g} s")
+Unavailable = RootCanalUnavailable  # the bench's name for it
 
 
 class TransportDevices:

@@ -69,6 +69,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps.add_argument(
         "--markdown", action="store_true", help="print the Markdown of docs/steps.md instead"
     )
+    from harness.standalone import app, backend, terminal
+
+    terminal.add_arguments(
+        commands.add_parser(
+            "terminal",
+            help="run one virtual terminal on a Bumble transport (RootCanal, Android emulator, "
+            "USB dongle) until Ctrl-C, with its control API and web panel",
+        )
+    )
+    backend.add_arguments(
+        commands.add_parser(
+            "backend", help="run the mock backend and processor, its data in an SQLite file"
+        )
+    )
+    app.add_arguments(
+        commands.add_parser(
+            "app", help="run the virtual mobile app on a Bumble transport (associate, pay)"
+        )
+    )
     from harness.scenarios.cli import add_parser as add_scenario_parser
 
     add_scenario_parser(commands)
@@ -88,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harness.scenarios.cli import run_command
 
         return run_command(args)
+    if args.command == "terminal":
+        return terminal.terminal_command(args)
+    if args.command == "backend":
+        return backend.backend_command(args)
+    if args.command == "app":
+        return app.app_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

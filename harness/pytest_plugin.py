@@ -6,7 +6,9 @@ Fixtures are thin wrappers over :class:`harness.rig.World`, which scripts and th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from pytest_bdd.reporting import ReportContext, test_report_context_registry
 
 from harness.fixtures import fixtures_dir
 from harness.leaks import LogRecorder, pan_leaks
-from harness.rig import World, WorldConfig
+from harness.rig import LINKS, World, WorldConfig
 
 STEP_MODULES = (
     "harness.steps.paiement",
@@ -55,6 +57,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="folder holding cards.yaml, terminals.yaml and merchant.yaml",
     )
+    group.addoption(
+        "--tpe-link",
+        choices=LINKS,
+        default="local",
+        help="how the worlds' devices hear each other: local (Bumble's in-process link, "
+        "default) or rootcanal (one RootCanal virtual controller per world, on the wall "
+        "clock: implies --tpe-realtime)",
+    )
+    group.addoption(
+        "--tpe-preconfigured",
+        action="store_true",
+        help="worlds start with a terminal configured at the factory (no first setup: "
+        "saves its minutes on the wall clock)",
+    )
+    group.addoption(
+        "--tpe-snoop",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save the HCI traffic of every world device in btsnoop files (Wireshark), one "
+        "folder per test under DIR",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,14 +103,21 @@ def world_config(request: pytest.FixtureRequest) -> WorldConfig:
     return WorldConfig(
         fixtures=option("--tpe-fixtures") or fixtures_dir(),
         seed=option("--tpe-seed"),
-        fast=not option("--tpe-realtime"),
+        # RootCanal runs on the wall clock only
+        fast=not option("--tpe-realtime") and option("--tpe-link") == "local",
         terminal=option("--tpe-terminal"),
+        link=option("--tpe-link"),
+        preconfigured=option("--tpe-preconfigured"),
     )
 
 
 @pytest.fixture
 def world(request: pytest.FixtureRequest, world_config: WorldConfig) -> Iterator[World]:
     """A running world (terminal, phone, backend on one loop), closed after the test."""
+    snoop = request.config.getoption("--tpe-snoop")
+    if snoop is not None and world_config.snoop_dir is None:
+        folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid).strip("_")
+        world_config = dataclasses.replace(world_config, snoop_dir=snoop / folder)
     the_world = World(world_config)
     recorder = LogRecorder()
     request.node.stash[_LOGS_KEY] = recorder

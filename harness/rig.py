@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import looptime
 from bumble.controller import Controller
@@ -38,7 +39,9 @@ from bumble.device import Device
 from bumble.hci import Address
 from bumble.host import Host
 from bumble.link import LocalLink
-from bumble.transport.common import AsyncPipeSink
+from bumble.snoop import BtSnooper
+from bumble.transport import open_transport
+from bumble.transport.common import AsyncPipeSink, Transport
 
 from harness.app import (
     AppTimeouts,
@@ -52,7 +55,8 @@ from harness.app import (
 from harness.backend import BackendServer, BackendStore
 from harness.backend.seed import load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
-from harness.keys import load_keys
+from harness.keys import KeyFixture, load_keys
+from harness.rootcanal import RootCanal, start_rootcanal
 from harness.scenarios.model import MOMENTS, MomentTracker
 from simulator.ble import BleTerminal, TerminalDataFolder
 from simulator.ble.terminal import HookPoint
@@ -74,6 +78,11 @@ PHONE_ADDRESS = "C0:99:88:77:66:01"
 #: associate the terminal first, first setup and firmware update included.
 FLOW_START_TIMEOUT = 900.0
 PairingAnswer = Literal["confirm", "refuse_on_phone", "refuse_on_terminal"]
+#: ``local``: Bumble's in-process LocalLink (fast, virtual time); ``rootcanal``: one RootCanal
+#: virtual controller started for the world (wall clock only), each device on its own
+#: ``tcp-client`` transport to it.
+LinkKind = Literal["local", "rootcanal"]
+LINKS: tuple[LinkKind, ...] = ("local", "rootcanal")
 
 
 def local_device(link: LocalLink, name: str, address: str) -> Device:
@@ -82,6 +91,17 @@ def local_device(link: LocalLink, name: str, address: str) -> Device:
     return Device(
         name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller))
     )
+
+
+def inject_card_data_key(
+    keys: KeyFixture, data: TerminalDataFolder, engine: TerminalEngine
+) -> None:
+    """The key-injection host's part of first setup (over the terminal's own secure channel,
+    never through the phone): the terminal's AES DUKPT initial key from ``keys.yaml``, and the
+    transaction counter its previous power-on reached, from its data folder (a counter is
+    never used twice, even across processes). Shared by worlds and the standalone terminal."""
+    initial_key, initial_key_id = keys.terminal_keys(engine.profile.serial)
+    engine.load_initial_key(initial_key, initial_key_id, data.load_counter())
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -116,6 +136,10 @@ class WorldConfig:
     #: the terminal was configured at the factory (skips first setup); False: a terminal
     #: fresh out of its box, set up at its first association
     preconfigured: bool = False
+    link: LinkKind = "local"
+    #: a folder where every device of the world writes its HCI traffic (btsnoop, one file per
+    #: device, named after it); None: no capture
+    snoop_dir: Path | None = None
 
 
 class World:
@@ -135,6 +159,13 @@ class World:
                 f"(known: {', '.join(profiles) or 'none'})"
             )
         self.profile = profiles[self.config.terminal]
+        if self.config.link not in LINKS:
+            raise ValueError(f"unknown link {self.config.link!r} (known: {', '.join(LINKS)})")
+        if self.config.link == "rootcanal" and self.config.fast:
+            raise ValueError("RootCanal runs on the wall clock: use fast=False with it")
+        self.rootcanal: RootCanal | None = None
+        self._transports: dict[int, Transport] = {}  # id(device) -> its RootCanal transport
+        self._snoopers: dict[str, tuple[IO[bytes], BtSnooper]] = {}  # device name -> capture
         self.loop: asyncio.AbstractEventLoop = (
             looptime.new_event_loop(start=0.0) if self.config.fast else asyncio.new_event_loop()
         )
@@ -174,7 +205,13 @@ class World:
 
     def open(self) -> None:
         self._wall_start = time.perf_counter()
-        self.run(self._build())
+        if self.config.link == "rootcanal":
+            self.rootcanal = start_rootcanal()
+        try:
+            self.run(self._build())
+        except BaseException:
+            self._stop_rootcanal()
+            raise
         self._open = True
 
     async def _build(self) -> None:
@@ -208,7 +245,7 @@ class World:
         if engine.configured:  # its key was injected at its first setup, kept since
             self._inject_card_data_key(engine)
         self.terminal = BleTerminal(
-            self._device(self.profile.name, self.profile.address),
+            await self._device(self.profile.name, self.profile.address),
             engine,
             self.calendar,
             self.terminal_data,
@@ -228,7 +265,7 @@ class World:
         self, name: str, address: str, folder: Path
     ) -> tuple[VirtualPhone, InvoicingApp]:
         phone = VirtualPhone(
-            self._device(name, address),
+            await self._device(name, address),
             mitm=self.config.phone_mitm,
             keystore_file=folder / "bonds.json",
         )
@@ -260,7 +297,7 @@ class World:
 
     async def _restart_terminal(self) -> None:
         await self.terminal.stop()
-        self._remove_controller(self.terminal.device)
+        await self._remove_controller(self.terminal.device)
         await self._start_terminal()
 
     async def _restart_phone(self) -> None:
@@ -269,22 +306,53 @@ class World:
             self.app.link = None
         await self.app.backend.close()
         await self.phone.stop()
-        self._remove_controller(self.phone.device)
+        await self._remove_controller(self.phone.device)
         await self._start_phone()
 
-    def _remove_controller(self, device: Device) -> None:
+    async def _remove_controller(self, device: Device) -> None:
+        transport = self._transports.pop(id(device), None)
+        if transport is not None:  # RootCanal: its controller goes with the connection
+            await transport.close()
+            return
         controller = device.host.controller if device.host else None
         if isinstance(controller, Controller):
             self.link.remove_controller(controller)
 
-    def _device(self, name: str, address: str) -> Device:
-        return local_device(self.link, name, address)
+    async def _device(self, name: str, address: str) -> Device:
+        if self.rootcanal is not None:
+            transport = await open_transport(self.rootcanal.transport)
+            device = Device.with_hci(name, Address(address), transport.source, transport.sink)
+            self._transports[id(device)] = transport
+        else:
+            device = local_device(self.link, name, address)
+        if self.config.snoop_dir is not None and device.host is not None:
+            device.host.snooper = self._snooper(name)
+        return device
+
+    def _snooper(self, name: str) -> BtSnooper:
+        """The capture of the device called ``name`` (one file, kept across its restarts)."""
+        if name not in self._snoopers:
+            assert self.config.snoop_dir is not None
+            self.config.snoop_dir.mkdir(parents=True, exist_ok=True)
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") or "device"
+            output = (self.config.snoop_dir / f"{slug}.btsnoop").open("wb")
+            self._snoopers[name] = (output, BtSnooper(output))
+        return self._snoopers[name][1]
+
+    def _stop_rootcanal(self) -> None:
+        if self.rootcanal is not None:
+            self.rootcanal.stop()
+            self.rootcanal = None
 
     def close(self) -> None:
         if self._open:
             self._open = False
             self.run(self._teardown())
         close_loop(self.loop)
+        self._stop_rootcanal()
+        for output, _snooper in self._snoopers.values():
+            output.close()
+        self._snoopers.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -301,6 +369,9 @@ class World:
                 await app.phone.stop()
         await self.terminal.stop()
         await self.backend.stop()
+        for transport in list(self._transports.values()):
+            await transport.close()
+        self._transports.clear()
 
     # ------------------------------------------------------------------ time
     def calendar(self) -> dt.datetime:
@@ -409,7 +480,7 @@ class World:
     def switch_off_terminal(self) -> None:
         """The terminal is switched off: nothing answers on the air any more."""
         self.run(self.terminal.stop())
-        self._remove_controller(self.terminal.device)
+        self.run(self._remove_controller(self.terminal.device))
 
     def drop_link(self) -> None:
         """The Bluetooth link between the phone and the terminal breaks (both stay on)."""
@@ -444,10 +515,7 @@ class World:
         ``keys.yaml``, and the transaction counter its
         previous power-on reached, from its data folder (a counter is never used twice, even
         across processes)."""
-        serial = engine.profile.serial
-        initial_key, initial_key_id = self.keys.terminal_keys(serial)
-        counter = self.terminal_data.load_counter()  # kept in the terminal's data folder
-        engine.load_initial_key(initial_key, initial_key_id, counter)
+        inject_card_data_key(self.keys, self.terminal_data, engine)
 
     # ------------------------------------------------------------------ sync facade
     def associate(self) -> None:

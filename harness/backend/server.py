@@ -131,6 +131,9 @@ class BackendServer:
         self.store = store
         self.processor = processor
         self.request_log: deque[RequestRecord] = deque(maxlen=request_log_size)
+        #: called after every request that may have changed the store (any method but GET,
+        #: HEAD, OPTIONS), once it is answered: the standalone backend saves its database
+        self.after_change: list[Callable[[], None]] = []
         self._now = now
         self._host = host
         self._port = port
@@ -519,6 +522,9 @@ async def _exchange_middleware(request: web.Request, handler: Handler) -> web.St
         logger.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response("internal_error", "Erreur interne du serveur.")
     await request.app[BACKEND].record_exchange(request, response)
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        for hook in request.app[BACKEND].after_change:
+            hook()
     return response
 
 

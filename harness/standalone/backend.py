@@ -1,0 +1,186 @@
+"""``tpe-sim backend``: the mock invoicing backend and card processor as a process of its own.
+
+Seeded like a world's (``--seed``, ``--fixtures``: the same customers and invoices), served on
+``--host``/``--port`` (0: a free port, printed), with its data in an SQLite file (``--db``):
+every request that changes something is saved before the next one is read, so a restart
+finds its invoices, payments, receipts, terminals, card captures and saved cards again. A
+file that is not one of its databases is refused with a clear message, untouched.
+
+Its clock is the wall clock (authorisation holds lapse in real minutes); seeded invoices are
+dated from the fixtures' scenario date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.backend import BackendServer
+from harness.backend.persistence import BackendDatabase, PersistenceError
+from harness.backend.seed import FixtureError, load_processor, load_seed_settings, seed_store
+from harness.fixtures import fixtures_dir
+from harness.keys import KeyFixtureError
+from simulator.cards import CatalogueError
+
+log = logging.getLogger(__name__)
+
+#: The line printed once the backend listens.
+READY_LINE = "Prêt :"
+DEFAULT_DB = Path("tpe-sim-data") / "backend.sqlite"
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class BackendOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int | None = None  # None: the fixtures' seed
+    fixtures: Path = field(default_factory=fixtures_dir)
+    db: Path = DEFAULT_DB
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+class StandaloneBackend:
+    """A :class:`BackendServer` whose store lives in an SQLite file."""
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.options = options
+        self.database = BackendDatabase(options.db)
+        self.server: BackendServer | None = None
+        self.resumed = False  # the store came from the file (else: freshly seeded)
+        self.seed = 0
+        self.save_errors = 0
+
+    async def start(self) -> None:
+        """Load (or seed and save) the store, then listen. Raises :class:`PersistenceError`,
+        the fixtures' errors or :class:`OSError` (port taken) with a message for a human."""
+        options = self.options
+        options.db.parent.mkdir(parents=True, exist_ok=True)
+        store = self.database.load()
+        settings = load_seed_settings(options.fixtures)
+        if store is not None:
+            self.resumed = True
+            self.seed = self.database.saved_seed() or 0
+        else:
+            self.seed = settings.faker_seed if options.seed is None else options.seed
+            store = seed_store(options.fixtures, seed=self.seed)
+            self.database.save(store, seed=self.seed)
+        server = BackendServer(
+            store, load_processor(options.fixtures), host=options.host, port=options.port
+        )
+        server.after_change.append(self.save)
+        await server.start()
+        self.server = server
+
+    def save(self) -> None:
+        """Write the store to the database (after every mutating request)."""
+        assert self.server is not None
+        try:
+            self.database.save(self.server.store, seed=self.seed)
+        except (PersistenceError, OSError) as exc:
+            self.save_errors += 1
+            log.error("backend database not saved: %s", exc)
+            print(f"tpe-sim backend : ÉCHEC de l'enregistrement : {exc}", file=sys.stderr)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+            self.database.save(server.store, seed=self.seed)
+
+    def describe(self) -> list[str]:
+        assert self.server is not None
+        store = self.server.store
+        origin = (
+            "reprise de la base existante"
+            if self.resumed
+            else f"données générées avec la graine {self.seed}"
+        )
+        if self.resumed and self.options.seed not in (None, self.seed):
+            origin += f", graine {self.seed} : --seed {self.options.seed} ignoré"
+        unpaid = sum(1 for invoice in store.invoices.values() if invoice.status != "paid")
+        return [
+            f"tpe-sim backend — {store.merchant.name} ({store.merchant.city})",
+            f"Base : {self.options.db.resolve()} ({origin})",
+            f"Données : {len(store.customers)} clients, {len(store.invoices)} factures dont "
+            f"{unpaid} à régler, {len(store.terminals)} terminaux associés",
+            f"API : {self.server.url}",
+            f"{READY_LINE} le backend répond. Ctrl-C pour l'arrêter.",
+        ]
+
+
+async def serve(options: BackendOptions, out: Printer = _print) -> int:
+    """Run until SIGINT or SIGTERM; 0 after a clean stop, 2 when it cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop.set)
+    backend = StandaloneBackend(options)
+    try:
+        try:
+            await backend.start()
+        except (
+            PersistenceError,
+            FixtureError,
+            KeyFixtureError,
+            CatalogueError,
+            OSError,
+        ) as exc:
+            print(f"tpe-sim backend : {exc}", file=sys.stderr, flush=True)
+            return 2
+        for line in backend.describe():
+            out(line)
+        await stop.wait()
+        out("Arrêt du backend…")
+        await backend.stop()
+        out(f"Backend arrêté ; ses données restent dans {options.db.resolve()}")
+        return 0
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port (default 0: a free one, printed at start)"
+    )
+    parser.add_argument(
+        "--seed", type=int, help="Faker seed of a new database (default: the fixtures')"
+    )
+    parser.add_argument(
+        "--fixtures", type=Path, default=None, help="folder of merchant.yaml, cards.yaml, …"
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=DEFAULT_DB,
+        metavar="FILE",
+        help=f"SQLite file holding the backend's data (default: {DEFAULT_DB}); created and "
+        "seeded when missing, resumed otherwise",
+    )
+
+
+def backend_command(args: argparse.Namespace) -> int:
+    """``tpe-sim backend``: see the module docstring."""
+    if not 0 <= args.port <= 65535:
+        print(f"tpe-sim backend : --port {args.port} n'est pas un port TCP", file=sys.stderr)
+        return 2
+    options = BackendOptions(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        fixtures=args.fixtures or fixtures_dir(),
+        db=args.db,
+    )
+    return asyncio.run(serve(options))

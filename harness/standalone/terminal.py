@@ -1,0 +1,339 @@
+"""``tpe-sim terminal``: one virtual terminal on the wall clock, until Ctrl-C or SIGTERM.
+
+The terminal is the same :class:`~simulator.ble.BleTerminal` a world builds, on any Bumble
+transport instead of an in-process link:
+
+- ``--transport tcp-client:127.0.0.1:6402``: a RootCanal (or any HCI server) already running;
+- ``--transport android-netsim``: the Android emulator's Bluetooth (netsim), so that an app in
+  the emulator sees the terminal as a real BLE device (needs ``pip install 'bumble[android]'``);
+- ``--transport usb:0``: a USB Bluetooth dongle, on the air for a real phone;
+- ``--link rootcanal``: starts a RootCanal of its own on free ports, attaches to it and prints
+  its HCI port so that other processes (``tpe-sim app``, ``bumble-gatt-dump``) can attach.
+
+Its data folder (``--data``) keeps bonds, configuration, the DUKPT counter and the journal
+across runs. The control API and web panel (:class:`harness.standalone.control.ControlServer`)
+play the cardholder and the merchant: present a card, type the PIN, press the keys.
+``--snoop FILE`` writes the HCI traffic as btsnoop for Wireshark.
+
+What it prints is for a human, in French; lines a script may wait for start with a fixed
+word (``Radio``, ``Contrôle``, ``Prêt``) — see :data:`READY_LINE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from bumble.device import Device
+from bumble.hci import Address
+from bumble.snoop import BtSnooper
+from bumble.transport import open_transport
+from bumble.transport.common import Transport
+
+from harness.backend.seed import FixtureError, empty_store
+from harness.fixtures import fixtures_dir
+from harness.keys import KeyFixture, KeyFixtureError, load_keys
+from harness.rig import inject_card_data_key
+from harness.rootcanal import RootCanal, RootCanalUnavailable, start_rootcanal
+from simulator.ble import BleTerminal, TerminalDataFolder
+from simulator.cards import Catalogue, CatalogueError, VirtualCard
+from simulator.terminal import (
+    MerchantSetup,
+    ProfileError,
+    TerminalEngine,
+    TerminalProfile,
+    Timeouts,
+    load_profiles,
+)
+
+if TYPE_CHECKING:
+    from harness.standalone.control import ControlServer
+
+log = logging.getLogger(__name__)
+
+#: The line printed once the terminal advertises and the control API listens.
+READY_LINE = "Prêt :"
+DEFAULT_DATA_ROOT = Path("tpe-sim-data")
+
+Printer = Callable[[str], None]
+
+
+class StartError(Exception):
+    """The terminal cannot start; the message (French and English) says why and what to do."""
+
+
+@dataclass
+class TerminalOptions:
+    """What ``tpe-sim terminal`` was asked for."""
+
+    transport: str | None = None  # a Bumble transport name; None with link="rootcanal"
+    link: str | None = None  # "rootcanal": start one and attach to it
+    profile: str = "standard"
+    data: Path | None = None  # None: tpe-sim-data/terminal-<serial> in the current folder
+    fixtures: Path = field(default_factory=fixtures_dir)
+    control_host: str = "127.0.0.1"
+    control_port: int = 0
+    snoop: Path | None = None
+    #: configured at the factory for the fixtures' merchant: no first setup at association
+    preconfigured: bool = False
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+class StandaloneTerminal:
+    """One virtual terminal on a Bumble transport, with its control API."""
+
+    def __init__(self, options: TerminalOptions) -> None:
+        if (options.transport is None) == (options.link is None):
+            raise StartError("give either --transport NAME or --link rootcanal (one of them)")
+        if options.link not in (None, "rootcanal"):
+            raise StartError(f"unknown --link {options.link!r}: the only one is rootcanal")
+        self.options = options
+        try:
+            profiles = load_profiles(options.fixtures / "terminals.yaml")
+            self.catalogue = Catalogue.load(options.fixtures / "cards.yaml")
+            self.keys: KeyFixture = load_keys(options.fixtures)
+            self.merchant = empty_store(options.fixtures).merchant
+        except (ProfileError, CatalogueError, KeyFixtureError, FixtureError, OSError) as exc:
+            raise StartError(f"cannot load the fixtures: {exc}") from exc
+        if options.profile not in profiles:
+            raise StartError(
+                f"no terminal profile {options.profile!r} in terminals.yaml "
+                f"(known: {', '.join(profiles)})"
+            )
+        self.profile: TerminalProfile = profiles[options.profile]
+        self.data_dir = options.data or DEFAULT_DATA_ROOT / f"terminal-{self.profile.serial}"
+        self.rootcanal: RootCanal | None = None
+        self.transport: Transport | None = None
+        self.terminal: BleTerminal | None = None
+        self.control: ControlServer | None = None
+        self._snoop_file: IO[bytes] | None = None
+        self._cards: dict[str, VirtualCard] = {}
+
+    @property
+    def transport_name(self) -> str:
+        if self.rootcanal is not None:
+            return self.rootcanal.transport
+        assert self.options.transport is not None
+        return self.options.transport
+
+    def card(self, key: str) -> VirtualCard:
+        """The cardholder's card ``key`` (one physical card per key, its counters moving on)."""
+        if key not in self._cards:
+            self._cards[key] = self.keys.personalise(self.catalogue[key])
+        return self._cards[key]
+
+    async def start(self) -> None:
+        """Attach to the radio, power the terminal on from its data folder, start the
+        control API. :class:`StartError` says what went wrong (and nothing is left running)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        if self.options.link == "rootcanal":
+            try:
+                self.rootcanal = start_rootcanal()
+            except RootCanalUnavailable as exc:
+                raise StartError(f"RootCanal ne démarre pas / cannot start: {exc}") from exc
+        name = self.transport_name
+        try:
+            self.transport = await open_transport(name)
+        except ImportError as exc:
+            raise StartError(
+                f"transport {name!r} needs a package that is not installed ({exc}); for "
+                "android-netsim: pip install 'bumble[android]'"
+            ) from exc
+        except Exception as exc:  # Bumble raises several kinds (spec, init, OS errors)
+            raise StartError(
+                f"impossible d'ouvrir le transport / cannot open transport {name!r}: {exc}"
+            ) from exc
+        profile = self.profile
+        device = Device.with_hci(
+            profile.name, Address(profile.address), self.transport.source, self.transport.sink
+        )
+        if self.options.snoop is not None and device.host is not None:
+            self.options.snoop.parent.mkdir(parents=True, exist_ok=True)
+            self._snoop_file = self.options.snoop.open("wb")
+            device.host.snooper = BtSnooper(self._snoop_file)
+        data = TerminalDataFolder(self.data_dir, profile.serial)
+        merchant, firmware = data.load_configuration()
+        if self.options.preconfigured and merchant is None:
+            merchant = MerchantSetup(
+                self.merchant.name, self.merchant.city, self.merchant.contract_number
+            )
+            firmware = profile.firmware_update or profile.firmware
+            data.save_configuration(merchant, firmware)
+        engine = TerminalEngine(profile, merchant, Timeouts(), firmware=firmware)
+
+        def inject(engine: TerminalEngine) -> None:
+            inject_card_data_key(self.keys, data, engine)
+
+        if engine.configured:  # its key was injected at its first setup, kept since
+            inject(engine)
+        self.terminal = BleTerminal(device, engine, data=data, on_setup_complete=inject)
+        await self.terminal.start()
+        from harness.standalone.control import ControlServer  # the panel is optional to load
+
+        self.control = ControlServer(
+            self.terminal,
+            self.card,
+            list(self.catalogue),
+            host=self.options.control_host,
+            port=self.options.control_port,
+        )
+        await self.control.start()
+
+    async def stop(self) -> None:
+        """Stop everything started (idempotent); the data folder keeps bonds and setup."""
+        if self.control is not None:
+            control, self.control = self.control, None
+            await control.stop()
+        if self.terminal is not None:
+            terminal, self.terminal = self.terminal, None
+            try:
+                await terminal.stop()
+            except Exception:  # the radio may already be gone (RootCanal stopped, USB out)
+                log.debug("terminal stop failed", exc_info=True)
+        if self.transport is not None:
+            transport, self.transport = self.transport, None
+            with contextlib.suppress(Exception):
+                await transport.close()
+        if self.rootcanal is not None:
+            rootcanal, self.rootcanal = self.rootcanal, None
+            rootcanal.stop()
+        if self._snoop_file is not None:
+            self._snoop_file.close()
+            self._snoop_file = None
+
+    def describe(self) -> list[str]:
+        """What a human needs to know once it runs (French)."""
+        profile = self.profile
+        lines = [
+            f"tpe-sim terminal — {profile.name} ({profile.manufacturer} {profile.model}, "
+            f"numéro de série {profile.serial}, adresse {profile.address})",
+        ]
+        if self.rootcanal is not None:
+            lines.append(
+                f"Radio : RootCanal, port HCI {self.rootcanal.hci_port} — autres processus : "
+                f"--transport {self.rootcanal.transport}"
+            )
+        else:
+            lines.append(f"Radio : transport {self.transport_name}")
+        lines.append(f"Données : {self.data_dir.resolve()}")
+        if self.control is not None:
+            lines.append(f"Contrôle : {self.control.url}/ (panneau web et API)")
+        if self.options.snoop is not None:
+            lines.append(f"Capture : {self.options.snoop.resolve()} (btsnoop, Wireshark)")
+        lines.append(f"{READY_LINE} le terminal émet ses annonces. Ctrl-C pour l'arrêter.")
+        return lines
+
+
+async def serve(options: TerminalOptions, out: Printer = _print) -> int:
+    """Run the terminal until SIGINT or SIGTERM; 0 after a clean stop, 2 if it cannot start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, stop.set)
+    try:
+        try:
+            terminal = StandaloneTerminal(options)
+            await terminal.start()
+        except StartError as exc:
+            print(f"tpe-sim terminal : {exc}", file=sys.stderr, flush=True)
+            return 2
+        for line in terminal.describe():
+            out(line)
+        await stop.wait()
+        out("Arrêt du terminal…")
+        await terminal.stop()
+        out(f"Terminal arrêté ; ses données restent dans {terminal.data_dir.resolve()}")
+        return 0
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``tpe-sim terminal``."""
+    radio = parser.add_mutually_exclusive_group(required=True)
+    radio.add_argument(
+        "--transport",
+        metavar="NAME",
+        help="any Bumble transport: tcp-client:HOST:PORT (RootCanal or another HCI server), "
+        "android-netsim (Android emulator), usb:0 (USB dongle), serial:…, vhci, …",
+    )
+    radio.add_argument(
+        "--link",
+        choices=["rootcanal"],
+        help="start a RootCanal virtual controller on free ports and attach to it (its HCI "
+        "port is printed for other processes)",
+    )
+    parser.add_argument(
+        "--profile",
+        default="standard",
+        help="terminal profile of terminals.yaml (default: standard)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="the terminal's data folder: bonds, configuration, DUKPT counter, journal "
+        "(default: tpe-sim-data/terminal-SERIAL)",
+    )
+    parser.add_argument(
+        "--fixtures", type=Path, default=None, help="folder of cards.yaml, terminals.yaml, …"
+    )
+    parser.add_argument(
+        "--control-port",
+        type=_port,
+        default=0,
+        help="port of the control API and web panel on 127.0.0.1 (default 0: a free one, "
+        "printed at start)",
+    )
+    parser.add_argument(
+        "--snoop", type=Path, metavar="FILE", help="write the HCI traffic to FILE (btsnoop)"
+    )
+    parser.add_argument(
+        "--preconfigured",
+        action="store_true",
+        help="configured at the factory for the fixtures' merchant: no first setup (its "
+        "minutes of configuration download) when an app associates it",
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return value
+
+
+def terminal_command(args: argparse.Namespace) -> int:
+    """``tpe-sim terminal``: see the module docstring."""
+    options = TerminalOptions(
+        transport=args.transport,
+        link=args.link,
+        profile=args.profile,
+        data=args.data,
+        fixtures=args.fixtures or fixtures_dir(),
+        control_port=args.control_port,
+        snoop=args.snoop,
+        preconfigured=args.preconfigured,
+    )
+    return asyncio.run(serve(options))
