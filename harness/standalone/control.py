@@ -1,0 +1,488 @@
+"""The terminal's control API (HTTP + WebSocket) and its web control panel.
+
+:class:`ControlServer` drives one :class:`~simulator.ble.BleTerminal` the way a cardholder
+or a QA engineer would: present a card of the catalogue (tap or insert), type the PIN, press
+the keys, pull the card out, set the battery, cut the Bluetooth links. It runs on the
+terminal's own event loop (aiohttp, 127.0.0.1 and a free port by default) and serves the
+panel (``harness/standalone/panel/``) at ``/``. ``docs/control-api.md`` documents every route.
+
+What it sends out never holds a full card number: the catalogue lists masked PANs, the state
+shows the transaction's masked PAN, and the live message log replaces the sealed card data
+with a placeholder. Bad input is answered ``400`` (or ``409`` when the terminal cannot do it
+now) with ``{"error": code, "message": French text}`` and leaves the terminal as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from aiohttp.typedefs import Handler
+
+from simulator.ble import BleTerminal
+from simulator.cards import EntryMode, VirtualCard
+from simulator.protocol.carddata import mask_pan
+from simulator.protocol.messages import Command, Event, encode
+from simulator.terminal import TerminalError, Transaction
+
+log = logging.getLogger(__name__)
+
+PANEL_DIR = Path(__file__).resolve().parent / "panel"
+#: Protocol messages kept for a panel that connects late (its first screenful of log).
+LOG_BACKLOG = 200
+#: Messages queued for one WebSocket client before it is deemed stuck and disconnected (a
+#: browser reconnects and gets a fresh snapshot): the terminal never waits for a slow client.
+CLIENT_QUEUE = 1000
+PIN_FORMAT = re.compile(r"[0-9]{4,12}")
+MODES = {"tap": EntryMode.CONTACTLESS, "insert": EntryMode.CHIP}
+KEYS = ("green", "red")
+STATE_LABELS = {
+    "idle": "Au repos",
+    "setup": "Configuration",
+    "waiting_for_card": "Attente de la carte",
+    "pin_entry": "Saisie du code",
+    "authorising": "Autorisation en cours",
+    "approved": "Accepté",
+    "declined": "Refusé",
+    "aborted": "Annulé",
+}
+SEALED = "[scellées pour le processeur]"
+
+Json = dict[str, Any]
+
+
+class ControlError(Exception):
+    """A request the control API refuses: HTTP status, error code, French message."""
+
+    def __init__(self, status: int, code: str, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.reason = reason  # English, for developers (the engine's own words)
+
+    def body(self) -> Json:
+        body: Json = {"error": self.code, "message": self.message}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
+
+
+class ControlServer:
+    """HTTP + WebSocket control of one virtual terminal, and the panel that uses it."""
+
+    def __init__(
+        self,
+        terminal: BleTerminal,
+        card: Callable[[str], VirtualCard],
+        card_keys: list[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        """``card(key)``: the cardholder's card ``key`` (the same object every time, so that
+        its counters move on); ``card_keys``: the catalogue keys the wallet offers."""
+        self.terminal = terminal
+        self._card = card
+        self.card_keys = list(card_keys)
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+        self._clients: set[_Client] = set()
+        self._backlog: deque[Json] = deque(maxlen=LOG_BACKLOG)
+        self._seq = 0
+        self._last_state: Json | None = None
+        self._publish_pending = False
+        self._watched: set[int] = set()  # connection handles whose disconnection we follow
+        self.app = web.Application(middlewares=[_json_errors])
+        routes = self.app.router
+        routes.add_get("/", self._index)
+        routes.add_static("/panel/", PANEL_DIR, append_version=False)
+        routes.add_get("/api/state", self._get_state)
+        routes.add_get("/api/cards", self._get_cards)
+        routes.add_post("/api/card", self._post_card)
+        routes.add_post("/api/pin", self._post_pin)
+        routes.add_post("/api/key", self._post_key)
+        routes.add_post("/api/remove-card", self._post_remove_card)
+        routes.add_post("/api/battery", self._post_battery)
+        routes.add_post("/api/link/drop", self._post_link_drop)
+        routes.add_post("/api/scenario", self._post_scenario)
+        routes.add_get("/api/events", self._events)
+        self.app.on_startup.append(self._attach)
+        self.app.on_shutdown.append(self._detach)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        """Listen (on the running loop, which must be the terminal's)."""
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+        log.info("control API and panel on %s", self._url)
+
+    async def stop(self) -> None:
+        """Close every WebSocket and stop listening (idempotent)."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise RuntimeError("the control server is not started")
+        return self._url
+
+    async def _attach(self, _app: web.Application) -> None:
+        self.terminal.listeners.append(self._changed)
+        self.terminal.message_hooks.append(self._on_message)
+        self.terminal.device.on(self.terminal.device.EVENT_CONNECTION, self._on_connection)
+        for connection in self.terminal.device.connections.values():
+            self._on_connection(connection)
+
+    async def _detach(self, _app: web.Application) -> None:
+        with contextlib.suppress(ValueError):
+            self.terminal.listeners.remove(self._changed)
+        with contextlib.suppress(ValueError):
+            self.terminal.message_hooks.remove(self._on_message)
+        self.terminal.device.remove_listener(
+            self.terminal.device.EVENT_CONNECTION, self._on_connection
+        )
+        for client in list(self._clients):
+            await client.ws.close(code=1001, message=b"arret du terminal")
+
+    # ---------------------------------------------------------------- what is seen
+    def state(self) -> Json:
+        """The snapshot ``GET /api/state`` answers and the WebSocket pushes on change."""
+        terminal = self.terminal
+        engine = terminal.engine
+        profile = engine.profile
+        txn = engine.current
+        return {
+            "name": profile.name,
+            "serial": profile.serial,
+            "model": profile.model,
+            "manufacturer": profile.manufacturer,
+            "firmware": engine.firmware,
+            "configured": engine.configured,
+            "state": engine.state.value,
+            "state_label": STATE_LABELS.get(engine.state.value, engine.state.value),
+            "screen": list(engine.screen.lines),
+            "battery": engine.battery,
+            "links": [
+                {"address": str(connection.peer_address), "encrypted": bool(connection.encryption)}
+                for connection in terminal.device.connections.values()
+            ],
+            "awaiting_code_confirmation": terminal.awaiting_code_confirmation,
+            "transaction": None if txn is None else _transaction(txn),
+        }
+
+    def cards(self) -> list[Json]:
+        """The wallet: every catalogue card the server offers, PAN masked."""
+        listing = []
+        for key in self.card_keys:
+            profile = self._card(key).profile
+            listing.append(
+                {
+                    "key": key,
+                    "label": key.replace("_", " ").capitalize(),
+                    "brand": profile.brand,
+                    "brands": list(dict.fromkeys(app.brand for app in profile.applications)),
+                    "masked_pan": mask_pan(profile.pan),
+                    "holder": profile.holder,
+                    "contactless": profile.contactless,
+                    "wallet": profile.wallet,
+                    "cvm": "cdcvm" if profile.wallet else profile.cvm,
+                    "pin": profile.pin,  # test cards: the cardholder must know what to type
+                }
+            )
+        return listing
+
+    # ---------------------------------------------------------------- change notifications
+    def _changed(self) -> None:
+        """Terminal listener: publish a new snapshot soon (many changes coalesce into one)."""
+        if not self._publish_pending:
+            self._publish_pending = True
+            asyncio.get_running_loop().call_soon(self._publish_state)
+
+    def _publish_state(self) -> None:
+        self._publish_pending = False
+        snapshot = self.state()
+        if snapshot == self._last_state:
+            return
+        self._last_state = snapshot
+        self._broadcast({"type": "state", "state": snapshot})
+
+    def _on_connection(self, connection: Any) -> None:
+        if connection.handle not in self._watched:
+            self._watched.add(connection.handle)
+
+            def on_disconnection(_reason: int) -> None:
+                self._watched.discard(connection.handle)
+                self._changed()
+
+            connection.on(connection.EVENT_DISCONNECTION, on_disconnection)
+        self._changed()
+
+    async def _on_message(self, point: str, message: Command | Event) -> None:
+        """Terminal message hook: commands as received, events once sent."""
+        if point not in ("received", "sent"):
+            return
+        self._seq += 1
+        entry: Json = {
+            "type": "message",
+            "seq": self._seq,
+            "at": round(asyncio.get_running_loop().time(), 3),
+            "direction": "in" if point == "received" else "out",
+            "message": safe_message(message),
+        }
+        self._backlog.append(entry)
+        self._broadcast(entry)
+        self._changed()
+
+    def _broadcast(self, payload: Json) -> None:
+        for client in list(self._clients):
+            try:
+                client.queue.put_nowait(payload)
+            except asyncio.QueueFull:
+                log.warning("control client too slow: disconnected")
+                self._clients.discard(client)
+                client.sender.cancel()
+
+    # ---------------------------------------------------------------- routes
+    async def _index(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(PANEL_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _get_state(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.state())
+
+    async def _get_cards(self, _request: web.Request) -> web.Response:
+        return web.json_response({"cards": self.cards()})
+
+    async def _post_card(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        key = _field(body, "card", str)
+        if key not in self.card_keys:
+            raise ControlError(400, "unknown_card", f"Carte inconnue du catalogue : {key}.")
+        mode = _field(body, "mode", str)
+        if mode not in MODES:
+            raise ControlError(
+                400, "invalid_mode", "Mode de présentation inconnu : « tap » ou « insert »."
+            )
+        brand = body.get("brand")
+        card = self._card(key)
+        if brand is not None:
+            brands = {app.brand for app in card.profile.applications}
+            if not isinstance(brand, str) or brand.upper() not in brands:
+                raise ControlError(
+                    400,
+                    "unknown_brand",
+                    f"Cette carte ne porte pas la marque {brand} "
+                    f"(marques : {', '.join(sorted(brands))}).",
+                )
+            brand = brand.upper()
+        if mode == "insert" and card.profile.wallet:
+            raise ControlError(
+                400,
+                "wallet_not_insertable",
+                "Un téléphone (portefeuille mobile) ne s'insère pas : présentez-le sans contact.",
+            )
+        try:
+            self.terminal.present_card(card, MODES[mode], brand)
+        except TerminalError as exc:
+            raise ControlError(
+                409, "not_waiting_for_card", self._cannot("n'attend pas de carte"), str(exc)
+            ) from None
+        return self._done()
+
+    async def _post_pin(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        pin = body.get("pin")
+        if not isinstance(pin, str) or not PIN_FORMAT.fullmatch(pin):
+            raise ControlError(400, "invalid_pin", "Le code doit compter de 4 à 12 chiffres.")
+        try:
+            self.terminal.enter_pin(pin)
+        except TerminalError as exc:
+            raise ControlError(
+                409, "not_waiting_for_pin", self._cannot("ne demande pas de code"), str(exc)
+            ) from None
+        return self._done()
+
+    async def _post_key(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        key = body.get("key")
+        if key not in KEYS:
+            raise ControlError(400, "unknown_key", "Touche inconnue : « green » ou « red ».")
+        self.terminal.press_key(str(key))
+        return self._done()
+
+    async def _post_remove_card(self, _request: web.Request) -> web.Response:
+        try:
+            self.terminal.remove_card()
+        except TerminalError as exc:
+            raise ControlError(
+                409,
+                "no_card_inserted",
+                "Aucune carte n'est insérée dans le terminal.",
+                str(exc),
+            ) from None
+        return self._done()
+
+    async def _post_battery(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        level = body.get("level")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+            raise ControlError(
+                400, "invalid_battery", "Niveau de batterie invalide : un entier de 0 à 100."
+            )
+        self.terminal.set_battery(level)
+        return self._done()
+
+    async def _post_link_drop(self, _request: web.Request) -> web.Response:
+        dropped = await self.terminal.drop_links()
+        return self._done(dropped=dropped)
+
+    async def _post_scenario(self, _request: web.Request) -> web.Response:
+        raise ControlError(
+            501,
+            "not_implemented",
+            "Le chargement d'un scénario n'est pas encore disponible sur ce terminal.",
+        )
+
+    def _done(self, **extra: Any) -> web.Response:
+        self._changed()
+        return web.json_response({**extra, "state": self.state()})
+
+    def _cannot(self, what: str) -> str:
+        label = STATE_LABELS.get(self.terminal.engine.state.value, "")
+        return f"Le terminal {what} (état : {label.lower()})."
+
+    # ---------------------------------------------------------------- WebSocket
+    async def _events(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        queue: asyncio.Queue[Json] = asyncio.Queue(CLIENT_QUEUE)
+        queue.put_nowait({"type": "hello", "state": self.state(), "log": list(self._backlog)})
+        client = _Client(ws, queue, asyncio.get_running_loop().create_task(_pump(ws, queue)))
+        self._clients.add(client)
+        try:
+            async for msg in ws:  # the panel sends nothing; read to see the close
+                if msg.type is WSMsgType.ERROR:
+                    break
+        finally:
+            self._clients.discard(client)
+            client.sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await client.sender
+        return ws
+
+
+class _Client:
+    def __init__(
+        self, ws: web.WebSocketResponse, queue: asyncio.Queue[Json], sender: asyncio.Task[None]
+    ) -> None:
+        self.ws = ws
+        self.queue = queue
+        self.sender = sender
+
+
+async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[Json]) -> None:
+    """Send one client's queue in order; a client that went away stops it."""
+    try:
+        while not ws.closed:
+            await ws.send_json(await queue.get())
+    except (ConnectionError, RuntimeError):
+        log.debug("control client went away", exc_info=True)
+
+
+def _transaction(txn: Transaction) -> Json:
+    return {
+        "id": txn.transaction_id,
+        "kind": txn.kind,
+        "amount": txn.amount,
+        "currency": txn.currency,
+        "reference": txn.reference,
+        "state": txn.state.value,
+        "entry_mode": txn.entry_mode.value if txn.entry_mode else None,
+        "brand": txn.brand,
+        "masked_pan": txn.masked_pan,
+        "card_in_reader": txn.card_in_reader,
+        "response_code": txn.response_code,
+        "authorisation_code": txn.authorisation_code,
+        "message": txn.message,
+    }
+
+
+def safe_message(message: Command | Event) -> Json:
+    """A protocol message as the live log shows it: its wire fields, sealed card data kept
+    sealed (only its scheme and key serial number are shown)."""
+    fields: Json = json.loads(encode(message))
+    sealed = fields.get("card_data")
+    if isinstance(sealed, dict):
+        fields["card_data"] = {
+            "scheme": sealed.get("scheme"),
+            "ksn": sealed.get("ksn"),
+            "contenu": SEALED,
+        }
+    fields.pop("v", None)
+    return fields
+
+
+async def _body(request: web.Request) -> Json:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ControlError(400, "invalid_json", "Corps de requête invalide : objet JSON attendu.")
+    return body
+
+
+def _field(body: Json, name: str, kind: type[str]) -> str:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        raise ControlError(400, "invalid_field", f"Champ « {name} » manquant ou invalide.")
+    return value
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+HTTP_MESSAGES = {
+    404: "Adresse inconnue de l'API de contrôle.",
+    405: "Méthode non permise sur cette adresse.",
+    413: "Corps de requête trop volumineux.",
+}
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error of the API as ``{"error", "message"}`` JSON; the terminal stays as it was."""
+    try:
+        return await handler(request)
+    except ControlError as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/") or exc.status < 400:
+            raise
+        code = HTTP_CODES.get(exc.status, "http_error")
+        message = HTTP_MESSAGES.get(exc.status, "Requête refusée.")
+        return web.json_response({"error": code, "message": message}, status=exc.status)
+    except Exception:
+        log.exception("control API: %s %s failed", request.method, request.path)
+        return web.json_response(
+            {"error": "internal_error", "message": "Erreur interne du simulateur."}, status=500
+        )
+
+
+__all__ = ["ControlError", "ControlServer", "safe_message"]

@@ -1,0 +1,289 @@
+// tpe-sim control panel: plays the cardholder on the virtual terminal through its control
+// API (docs/control-api.md). Vanilla JS, no build step, no external resource.
+"use strict";
+
+const LOG_LIMIT = 500;
+const PIN_MAX = 12;
+const DIRECTIONS = { in: "téléphone → terminal", out: "terminal → téléphone" };
+const ENTRY_MODES = { contactless: "sans contact", chip: "puce" };
+
+const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
+let pin = "";
+let current = null; // the last state snapshot
+let batteryTouched = false;
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function notify(text) {
+  const notice = byTestId("notice");
+  notice.textContent = text;
+  notice.hidden = !text;
+}
+
+function money(cents, currency) {
+  const euros = (cents / 100).toFixed(2).replace(".", ",");
+  return `${euros} ${currency === "EUR" ? "€" : currency}`;
+}
+
+async function call(path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body ?? {}),
+    });
+  } catch (error) {
+    notify("Terminal injoignable : vérifiez qu'il tourne toujours.");
+    return null;
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    notify(data.message || `Erreur ${response.status}.`);
+    return null;
+  }
+  notify("");
+  if (data.state) render(data.state);
+  return data;
+}
+
+// ------------------------------------------------------------------ rendering
+function render(state) {
+  current = state;
+  byTestId("terminal-name").textContent = state.name;
+  byTestId("terminal-details").textContent =
+    `${state.manufacturer} ${state.model} — n° ${state.serial} — logiciel ${state.firmware}` +
+    (state.configured ? "" : " — non configuré");
+  const badge = byTestId("terminal-state");
+  badge.textContent = state.awaiting_code_confirmation ? "Code d'appairage à confirmer" : state.state_label;
+  badge.className = `badge ${state.state}`;
+
+  const screen = byTestId("screen");
+  screen.replaceChildren(...state.screen.map((line) => el("div", { textContent: line })));
+
+  byTestId("transaction").textContent = describeTransaction(state.transaction);
+  const asking = state.state === "pin_entry";
+  byTestId("pinpad").classList.toggle("asking", asking);
+  if (!asking && pin) setPin("");
+  const txn = state.transaction;
+  byTestId("remove-card").disabled = !(txn && txn.card_in_reader);
+
+  byTestId("battery-level").textContent = `${state.battery} %`;
+  if (!batteryTouched) byTestId("battery-input").value = state.battery;
+
+  const links = byTestId("links");
+  if (state.links.length === 0) {
+    links.replaceChildren(el("li", { className: "empty", textContent: "Aucun téléphone connecté." }));
+  } else {
+    links.replaceChildren(
+      ...state.links.map((link) =>
+        el("li", {
+          textContent: `${link.address}${link.encrypted ? " — chiffrée" : " — non chiffrée"}`,
+        }),
+      ),
+    );
+  }
+  byTestId("link-drop").disabled = state.links.length === 0;
+}
+
+function describeTransaction(txn) {
+  if (!txn) return "Aucune transaction en cours.";
+  const parts = [];
+  if (txn.kind === "capture") parts.push(`Prise d'empreinte — fiche ${txn.reference}`);
+  else parts.push(`Paiement de ${money(txn.amount, txn.currency)} — facture ${txn.reference}`);
+  if (txn.masked_pan) {
+    const mode = ENTRY_MODES[txn.entry_mode] || txn.entry_mode || "";
+    parts.push(`carte ${txn.masked_pan} (${txn.brand}, ${mode})`);
+  }
+  if (txn.message) parts.push(txn.message);
+  return parts.join(" · ");
+}
+
+function setPin(value) {
+  pin = value;
+  byTestId("pin-display").textContent = "•".repeat(pin.length);
+}
+
+function renderCards(cards) {
+  const wallet = byTestId("wallet");
+  if (cards.length === 0) {
+    wallet.replaceChildren(el("li", { className: "empty", textContent: "Catalogue vide." }));
+    return;
+  }
+  wallet.replaceChildren(...cards.map(cardItem));
+}
+
+function cardItem(card) {
+  const brands = card.brands.join(" + ");
+  const facts = [card.masked_pan, brands];
+  if (card.holder) facts.push(card.holder);
+  if (card.wallet) facts.push("téléphone");
+  if (!card.contactless) facts.push("sans contact désactivé");
+  if (card.pin && !card.wallet) facts.push(`code ${card.pin}`);
+  let brandChoice = null;
+  const actions = el("span", { className: "actions" });
+  if (card.brands.length > 1) {
+    brandChoice = el(
+      "select",
+      { title: "Marque choisie par le porteur", ariaLabel: `Marque pour ${card.label}` },
+      el("option", { value: "", textContent: "Marque par défaut" }),
+      ...card.brands.map((brand) => el("option", { value: brand, textContent: brand })),
+    );
+    brandChoice.dataset.testid = `brand-${card.key}`;
+    actions.append(brandChoice);
+  }
+  const present = (mode) => () => {
+    const body = { card: card.key, mode };
+    if (brandChoice && brandChoice.value) body.brand = brandChoice.value;
+    call("/api/card", body);
+  };
+  const tap = el("button", {
+    type: "button",
+    textContent: "Sans contact",
+    disabled: !card.contactless,
+    onclick: present("tap"),
+  });
+  tap.dataset.testid = `tap-${card.key}`;
+  const insert = el("button", {
+    type: "button",
+    className: "secondary",
+    textContent: "Insérer",
+    disabled: card.wallet,
+    onclick: present("insert"),
+  });
+  insert.dataset.testid = `insert-${card.key}`;
+  actions.append(tap, insert);
+  const item = el(
+    "li",
+    {},
+    el("span", { className: "name", textContent: card.label }),
+    actions,
+    el("span", { className: "meta", textContent: facts.join(" · ") }),
+  );
+  item.dataset.testid = `card-${card.key}`;
+  return item;
+}
+
+// ------------------------------------------------------------------ message log
+function fieldText(value) {
+  if (Array.isArray(value)) return value.join(" | ");
+  if (value !== null && typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+function addLog(entry) {
+  const message = entry.message;
+  const fields = Object.entries(message)
+    .filter(([name, value]) => !["type", "id", "in_reply_to"].includes(name) && value !== null && value !== "")
+    .filter(([, value]) => !(Array.isArray(value) && value.length === 0))
+    .map(([name, value]) => `${name}=${fieldText(value)}`)
+    .join("  ");
+  const reply = message.in_reply_to != null ? ` ↩ ${message.in_reply_to}` : "";
+  const item = el(
+    "li",
+    { className: entry.direction, title: fields },
+    el("span", { className: "at", textContent: `${entry.at.toFixed(3).padStart(10)} s  ` }),
+    el("span", { className: "dir", textContent: DIRECTIONS[entry.direction] || entry.direction }),
+    el("span", { className: "type", textContent: `${message.type} #${message.id}${reply}` }),
+    el("span", { className: "fields", textContent: fields ? `  ${fields}` : "" }),
+  );
+  item.dataset.testid = "log-entry";
+  const log = byTestId("log");
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(item);
+  while (log.children.length > LOG_LIMIT) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+// ------------------------------------------------------------------ live events
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/api/events`);
+  const status = byTestId("connection");
+  socket.onopen = () => {
+    status.textContent = "En direct";
+    status.classList.add("online");
+  };
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "hello") {
+      byTestId("log").replaceChildren();
+      message.log.forEach(addLog);
+      render(message.state);
+    } else if (message.type === "state") {
+      render(message.state);
+    } else if (message.type === "message") {
+      addLog(message);
+    }
+  };
+  socket.onclose = () => {
+    status.textContent = "Déconnecté du terminal — nouvelle tentative…";
+    status.classList.remove("online");
+    setTimeout(connect, 1000);
+  };
+}
+
+async function loadCards() {
+  try {
+    const response = await fetch("/api/cards");
+    const data = await response.json();
+    renderCards(data.cards);
+  } catch (error) {
+    byTestId("wallet").replaceChildren(
+      el("li", { className: "empty", textContent: "Catalogue des cartes indisponible." }),
+    );
+  }
+}
+
+// ------------------------------------------------------------------ controls
+function wire() {
+  document.querySelectorAll("[data-digit]").forEach((button) => {
+    button.addEventListener("click", () => {
+      if (pin.length < PIN_MAX) setPin(pin + button.dataset.digit);
+    });
+  });
+  byTestId("pin-correction").addEventListener("click", () => setPin(pin.slice(0, -1)));
+  byTestId("key-green").addEventListener("click", () => {
+    if (pin) {
+      const typed = pin;
+      setPin("");
+      call("/api/pin", { pin: typed });
+    } else {
+      call("/api/key", { key: "green" });
+    }
+  });
+  byTestId("key-red").addEventListener("click", () => {
+    setPin("");
+    call("/api/key", { key: "red" });
+  });
+  byTestId("remove-card").addEventListener("click", () => call("/api/remove-card"));
+  const battery = byTestId("battery-input");
+  battery.addEventListener("input", () => {
+    batteryTouched = true;
+    byTestId("battery-level").textContent = `${battery.value} %`;
+  });
+  byTestId("battery-apply").addEventListener("click", async () => {
+    await call("/api/battery", { level: Number(battery.value) });
+    batteryTouched = false;
+    if (current) render(current);
+  });
+  byTestId("link-drop").addEventListener("click", () => call("/api/link/drop"));
+  byTestId("scenario-load").addEventListener("click", () => {
+    const text = byTestId("scenario-input").value;
+    if (!text.trim()) {
+      notify("Collez d'abord un script de scénario.");
+      return;
+    }
+    call("/api/scenario", { script: text });
+  });
+  byTestId("log-clear").addEventListener("click", () => byTestId("log").replaceChildren());
+}
+
+wire();
+loadCards();
+connect();
