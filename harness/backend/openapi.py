@@ -8,6 +8,9 @@ listed, JSON bodies of the documented shape, never a 5xx).
 
 Responses are closed (``additionalProperties: false``): a field added to a handler's answer
 must be added here. Request bodies are open: the backend ignores fields it does not know.
+
+Mutating operations take an ``Idempotency-Key`` header (docs/backend.md); the operations of
+:data:`KEYED_OPERATIONS`, which move money or card data, require it.
 """
 
 from __future__ import annotations
@@ -47,13 +50,30 @@ ERROR_SCHEMA: Schema = {
     },
 }
 ERROR_MEANINGS = {
-    400: "The body is not a JSON object (invalid_json).",
+    400: "The body is not a JSON object (invalid_json), or the Idempotency-Key header is "
+    "missing where required or malformed (idempotency_key_required, idempotency_key_invalid).",
     403: "Card payments by terminal are disabled in the billing settings (tpe_disabled).",
     404: "No such resource or route (not_found, invoice_not_found, payment_not_found, …).",
     405: "Method not allowed on this route (method_not_allowed).",
     409: "The request conflicts with the resource's state (already_authorised, …).",
-    422: "A field is missing or invalid (invalid_field, invalid_amount, card_data_invalid, …).",
+    422: "A field is missing or invalid (invalid_field, invalid_amount, card_data_invalid, …), "
+    "or the Idempotency-Key was already used for another request (idempotency_key_reused).",
 }
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: The operations that move money or card data: they require an Idempotency-Key (400
+#: idempotency_key_required without one). The server's other mutating operations honour one.
+KEYED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("post", "/api/invoices/{number}/payments"),
+        ("post", "/api/payments/{payment_id}/authorisation"),
+        ("post", "/api/payments/{payment_id}/result"),
+        ("post", "/api/customers/{customer_id}/card-captures"),
+        ("post", "/api/card-captures/{capture_id}/verification"),
+        ("post", "/api/card-captures/{capture_id}/result"),
+        ("post", "/api/invoices/{number}/token-payments"),
+    }
+)
 
 
 def _string(**extra: Any) -> Schema:
@@ -160,6 +180,10 @@ SCHEMAS: dict[str, Schema] = {
             "balance_due_cents": _integer(),
             "currency": _string(),
             "status": _enum(typing.get_args(InvoiceStatus)),
+            "payment_in_progress": {
+                "type": "boolean",
+                "description": "a card payment of the invoice is under way (on a terminal)",
+            },
             "lines": _array(
                 _closed(
                     {
@@ -556,6 +580,40 @@ PATHS: dict[str, dict[str, Any]] = {
         ),
     },
 }
+
+
+def _idempotency_key(required: bool) -> Schema:
+    return {
+        "name": IDEMPOTENCY_HEADER,
+        "in": "header",
+        "required": required,
+        "description": "one key per logical operation (a UUID 4), the same on every retry of "
+        "it: a replay gets the first answer back (header Idempotent-Replayed: true)",
+        "schema": _string(pattern="^[\\x21-\\x7e]{1,255}$"),
+    }
+
+
+def _declare_idempotency(paths: dict[str, dict[str, Any]]) -> None:
+    """Every mutating operation takes the Idempotency-Key header; the keyed ones require it."""
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method not in ("post", "put", "patch", "delete"):
+                continue
+            keyed = (method, path) in KEYED_OPERATIONS
+            operation["parameters"] = [*operation.get("parameters", []), _idempotency_key(keyed)]
+            responses = operation["responses"]
+            for code in (400, 422):
+                responses.setdefault(str(code), _json(_ref("Error"), ERROR_MEANINGS[code]))
+            for answer in responses.values():  # a kept error is replayed as well
+                answer["headers"] = {REPLAYED: REPLAYED_HEADER_DOC}
+
+
+REPLAYED = "Idempotent-Replayed"
+REPLAYED_HEADER_DOC: Schema = {
+    "description": "true when this is the answer first given to the same Idempotency-Key",
+    "schema": _string(enum=["true"]),
+}
+_declare_idempotency(PATHS)
 
 
 def openapi_document() -> dict[str, Any]:

@@ -20,21 +20,25 @@ listed by ``GET /api/customers/{id}/payment-methods`` and pay an invoice with ``
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
 import re
+import socket
 import string
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from harness.backend.openapi import openapi_document
+from harness.backend.faults import FaultPlan, Route
+from harness.backend.openapi import IDEMPOTENCY_HEADER, KEYED_OPERATIONS, openapi_document
 from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
     RECEIPT_COPIES,
@@ -59,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 ERROR_STATUS: Mapping[str, int] = {
     "invalid_json": 400,
+    "idempotency_key_required": 400,
+    "idempotency_key_invalid": 400,
     "tpe_disabled": 403,
     "not_found": 404,
     "customer_not_found": 404,
@@ -73,6 +79,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "not_verified": 409,
     "payment_method_not_for_customer": 409,
     "invoice_already_paid": 409,
+    "invoice_payment_in_progress": 409,
     "not_authorised": 409,
     "payment_in_progress": 409,
     "result_conflict": 409,
@@ -81,6 +88,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "terminal_not_found": 404,
     "transaction_mismatch": 409,
     "amount_mismatch": 422,
+    "idempotency_key_reused": 422,
     "card_data_invalid": 422,
     "invalid_amount": 422,
     "invalid_field": 422,
@@ -96,6 +104,13 @@ CAPTURE_MESSAGES: Mapping[str, str] = {
     "aborted": "Carte non enregistrée : la prise d'empreinte a été abandonnée.",
 }
 LOGGED_BODY_LIMIT = 2000
+#: How long the backend remembers an idempotency key's answer (scenario time).
+IDEMPOTENCY_TTL = timedelta(hours=24)
+#: A key: 1 to 255 visible ASCII characters (the app sends a UUID 4).
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+#: Set on an answer replayed from an idempotency key.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 @dataclass(frozen=True)
@@ -107,12 +122,110 @@ class RequestRecord:
     status: int
     request_body: str
     response_body: str
+    #: what happened besides the handler: "replayed", "injected 503 before the store", …
+    note: str = ""
 
     def __str__(self) -> str:
+        note = f" ({self.note})" if self.note else ""
         return (
-            f"{self.method} {self.path} -> {self.status}\n"
+            f"{self.method} {self.path} -> {self.status}{note}\n"
             f"  > {self.request_body or '(no body)'}\n  < {self.response_body}"
         )
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a request with an idempotency key was: the same key must come with the same."""
+
+    method: str
+    path: str
+    body_sha256: str
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An answer kept under an idempotency key, replayed as it was first sent."""
+
+    fingerprint: Fingerprint
+    status: int
+    body: bytes
+    content_type: str
+    at: datetime
+
+    def response(self) -> web.Response:
+        response = web.Response(body=self.body, status=self.status, content_type=self.content_type)
+        response.headers[REPLAYED_HEADER] = "true"
+        return response
+
+
+@dataclass(frozen=True)
+class Answer:
+    response: web.StreamResponse
+    replayed: bool
+
+
+class IdempotencyKeys:
+    """The backend's memory of keyed requests: key → (method, path, body digest, status,
+    answer), kept :data:`IDEMPOTENCY_TTL` of scenario time.
+
+    The first request with a key runs; its answer is kept unless it is a server error (5xx:
+    the client may try again for real). A later request with the same key and the same
+    method, path and body gets the kept answer back, with ``Idempotent-Replayed: true``,
+    without reaching the store; one that arrives while the first is still being handled
+    waits for it. The same key with another method, path or body is refused (422
+    ``idempotency_key_reused``).
+    """
+
+    def __init__(self, ttl: timedelta = IDEMPOTENCY_TTL) -> None:
+        self.ttl = ttl
+        self.answers: dict[str, StoredAnswer] = {}
+        self._running: dict[str, tuple[Fingerprint, asyncio.Future[None]]] = {}
+
+    async def run(
+        self,
+        key: str,
+        fingerprint: Fingerprint,
+        handle: Callable[[], Awaitable[web.StreamResponse]],
+        *,
+        now: datetime,
+    ) -> Answer:
+        self._forget_older_than(now - self.ttl)
+        while key in self._running:  # the same key in flight: wait for its answer
+            running, done = self._running[key]
+            if running != fingerprint:
+                return Answer(_key_reused(), replayed=False)
+            await asyncio.shield(done)
+        stored = self.answers.get(key)
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                return Answer(_key_reused(), replayed=False)
+            return Answer(stored.response(), replayed=True)
+        done = asyncio.get_running_loop().create_future()
+        self._running[key] = (fingerprint, done)
+        try:
+            response = await handle()
+            if isinstance(response, web.Response) and response.status < 500:
+                body = response.body if isinstance(response.body, bytes) else b""
+                self.answers[key] = StoredAnswer(
+                    fingerprint, response.status, body, response.content_type, now
+                )
+            return Answer(response, replayed=False)
+        finally:
+            del self._running[key]
+            done.set_result(None)
+
+    def _forget_older_than(self, limit: datetime) -> None:
+        for key in [key for key, answer in self.answers.items() if answer.at < limit]:
+            del self.answers[key]
+
+
+def _key_reused() -> web.Response:
+    return error_response(
+        "idempotency_key_reused",
+        f"La clé d'idempotence ({IDEMPOTENCY_HEADER}) a déjà servi pour une autre requête : "
+        "chaque nouvelle opération demande une nouvelle clé.",
+        field=IDEMPOTENCY_HEADER,
+    )
 
 
 class BackendServer:
@@ -138,35 +251,63 @@ class BackendServer:
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reopening: asyncio.Task[None] | None = None
         self._url: str | None = None
-        self.app = web.Application(middlewares=[_exchange_middleware])
+        #: answers kept under their ``Idempotency-Key`` (see :class:`IdempotencyKeys`)
+        self.idempotency = IdempotencyKeys()
+        self.app = web.Application(
+            middlewares=[
+                _exchange_middleware,
+                _fault_middleware,
+                _idempotency_middleware,
+                _error_middleware,
+            ]
+        )
         self.app[BACKEND] = self
         self.app.add_routes(
             [
-                web.get("/api/merchant", self.get_merchant),
-                web.get("/api/terminals/{serial}", self.get_terminal),
-                web.get("/api/billing/settings", self.get_billing_settings),
-                web.put("/api/billing/settings", self.put_billing_settings),
-                web.get("/api/terminals", self.list_terminals),
-                web.post("/api/terminals", self.associate_terminal),
-                web.get("/api/customers", self.list_customers),
-                web.get("/api/customers/{customer_id}", self.get_customer),
-                web.get("/api/invoices", self.list_invoices),
-                web.get("/api/invoices/{number}", self.get_invoice),
-                web.post("/api/invoices/{number}/payments", self.create_payment),
-                web.get("/api/payments/{payment_id}", self.get_payment),
-                web.post("/api/payments/{payment_id}/authorisation", self.authorise_payment),
-                web.post("/api/payments/{payment_id}/result", self.record_result),
-                web.get("/api/payments/{payment_id}/receipts", self.get_receipts),
-                web.post("/api/customers/{customer_id}/card-captures", self.create_capture),
-                web.get("/api/card-captures/{capture_id}", self.get_capture),
-                web.post("/api/card-captures/{capture_id}/verification", self.verify_capture),
-                web.post("/api/card-captures/{capture_id}/result", self.record_capture_result),
-                web.get("/api/customers/{customer_id}/payment-methods", self.list_payment_methods),
-                web.post("/api/invoices/{number}/token-payments", self.create_token_payment),
-                web.get("/openapi.json", self.get_openapi),
+                _route(web.get, "/api/merchant", self.get_merchant),
+                _route(web.get, "/api/terminals/{serial}", self.get_terminal),
+                _route(web.get, "/api/billing/settings", self.get_billing_settings),
+                _route(web.put, "/api/billing/settings", self.put_billing_settings),
+                _route(web.get, "/api/terminals", self.list_terminals),
+                _route(web.post, "/api/terminals", self.associate_terminal),
+                _route(web.get, "/api/customers", self.list_customers),
+                _route(web.get, "/api/customers/{customer_id}", self.get_customer),
+                _route(web.get, "/api/invoices", self.list_invoices),
+                _route(web.get, "/api/invoices/{number}", self.get_invoice),
+                _route(web.post, "/api/invoices/{number}/payments", self.create_payment),
+                _route(web.get, "/api/payments/{payment_id}", self.get_payment),
+                _route(
+                    web.post, "/api/payments/{payment_id}/authorisation", self.authorise_payment
+                ),
+                _route(web.post, "/api/payments/{payment_id}/result", self.record_result),
+                _route(web.get, "/api/payments/{payment_id}/receipts", self.get_receipts),
+                _route(web.post, "/api/customers/{customer_id}/card-captures", self.create_capture),
+                _route(web.get, "/api/card-captures/{capture_id}", self.get_capture),
+                _route(
+                    web.post, "/api/card-captures/{capture_id}/verification", self.verify_capture
+                ),
+                _route(
+                    web.post, "/api/card-captures/{capture_id}/result", self.record_capture_result
+                ),
+                _route(
+                    web.get,
+                    "/api/customers/{customer_id}/payment-methods",
+                    self.list_payment_methods,
+                ),
+                _route(
+                    web.post, "/api/invoices/{number}/token-payments", self.create_token_payment
+                ),
+                _route(web.get, "/openapi.json", self.get_openapi),
             ]
         )
+        #: faults to inject (harness/backend/faults.py): errors, slow or lost answers, a
+        #: closed port
+        self.faults = FaultPlan(routes=tuple(_routes(self.app)))
+        self.faults.on_listening = self._set_listening
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -176,20 +317,63 @@ class BackendServer:
             raise RuntimeError("BackendServer is already started")
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
+        assert runner.server is not None  # set up
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            listener = await asyncio.get_running_loop().create_server(
+                runner.server, self._host, self._port
+            )
         except BaseException:
             await runner.cleanup()
             raise
-        host, port = runner.addresses[0][:2]
-        self._runner = runner
+        host, port = listener.sockets[0].getsockname()[:2]
+        self._runner, self._listener = runner, listener
+        self._loop = asyncio.get_running_loop()
+        self._host, self._port = host, port  # a restart of the listener reuses the port
         self._url = f"http://{host}:{port}"
+        if not self.faults.listening:
+            self._set_listening(False)
 
     async def stop(self) -> None:
         """Close the listening socket and open connections, then clean the application up."""
+        if self._reopening is not None:
+            await asyncio.gather(self._reopening, return_exceptions=True)
+            self._reopening = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    def _set_listening(self, listening: bool) -> None:
+        """Close the port (refused connections; idle keep-alive connections closed too) or
+        listen again on the same port. Synchronous, so that a test or a scenario step between
+        two loop runs can call it: the new socket listens at once (clients queue in its
+        backlog) and the event loop starts accepting on it as soon as it runs."""
+        if self._runner is None or self._runner.server is None:
+            return  # not started: start() applies the plan
+        if not listening:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for connection in self._runner.server.connections:
+                connection.close()  # idle ones close now, busy ones after their answer
+            return
+        if self._listener is not None or self._reopening is not None:
+            return
+        assert self._loop is not None  # started
+        sock = socket.create_server((self._host, self._port))  # SO_REUSEADDR on POSIX
+        self._reopening = self._loop.create_task(self._serve(sock, self._runner.server))
+
+    async def _serve(self, sock: socket.socket, handler: web.Server) -> None:
+        try:
+            listener = await asyncio.get_running_loop().create_server(handler, sock=sock)
+        finally:
+            self._reopening = None
+        if self.faults.listening and self._runner is not None:
+            self._listener = listener
+        else:  # refused again, or stopped, meanwhile
+            listener.close()
 
     async def __aenter__(self) -> BackendServer:
         await self.start()
@@ -287,7 +471,7 @@ class BackendServer:
         if status is not None and status not in INVOICE_STATUSES:
             raise invalid_field("status")
         invoices = [
-            invoice_json(self.store, invoice)
+            invoice_json(self.store, invoice, self._now())
             for invoice in self.store.invoices.values()
             if status is None or invoice.status == status
         ]
@@ -295,7 +479,7 @@ class BackendServer:
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         invoice = self.store.invoice(request.match_info["number"])
-        return web.json_response(invoice_json(self.store, invoice))
+        return web.json_response(invoice_json(self.store, invoice, self._now()))
 
     # -- card payments -----------------------------------------------------------------------
 
@@ -370,7 +554,10 @@ class BackendServer:
         )
         invoice = self.store.invoice(payment.invoice_number)
         return web.json_response(
-            {"payment": payment_json(payment), "invoice": invoice_json(self.store, invoice)}
+            {
+                "payment": payment_json(payment),
+                "invoice": invoice_json(self.store, invoice, self._now()),
+            }
         )
 
     async def get_receipts(self, request: web.Request) -> web.Response:
@@ -466,7 +653,7 @@ class BackendServer:
         return web.json_response(
             {
                 "payment": payment_json(payment),
-                "invoice": invoice_json(self.store, invoice),
+                "invoice": invoice_json(self.store, invoice, self._now()),
                 "response_code": decision.response_code,
                 "approved": decision.approved,
                 "authorisation_code": payment.authorisation_code,
@@ -477,10 +664,13 @@ class BackendServer:
 
     # -- request log ---------------------------------------------------------------------------
 
-    async def record_exchange(self, request: web.Request, response: web.StreamResponse) -> None:
+    async def record_exchange(
+        self, request: web.Request, response: web.StreamResponse | None
+    ) -> None:
+        """Log one exchange; ``response`` None: the connection was cut, no answer (status 0)."""
         try:
             request_body = await request.text() if request.body_exists else ""
-        except (web.HTTPException, UnicodeDecodeError):
+        except Exception:  # too large, not UTF-8, or the connection already cut
             request_body = "(unreadable)"
         response_body = ""
         if isinstance(response, web.Response) and isinstance(response.body, bytes):
@@ -489,36 +679,60 @@ class BackendServer:
             RequestRecord(
                 method=request.method,
                 path=request.path_qs,
-                status=response.status,
+                status=0 if response is None else response.status,
                 request_body=redact_pans(request_body)[:LOGGED_BODY_LIMIT],
                 response_body=redact_pans(response_body)[:LOGGED_BODY_LIMIT],
+                note=str(request.get(_NOTE, "")),
             )
         )
         logger.debug("backend: %s", self.request_log[-1])
 
 
 BACKEND = web.AppKey("backend", BackendServer)
+
+
+def _route(
+    verb: Callable[..., web.RouteDef], path: str, handler: Callable[[web.Request], Any]
+) -> web.RouteDef:
+    """A route named after its handler (``create_payment``): faults name routes that way."""
+    return verb(path, handler, name=handler.__name__)
+
+
+def _routes(app: web.Application) -> Iterator[Route]:
+    for route in app.router.routes():
+        if route.method != "HEAD" and route.name is not None and route.resource is not None:
+            yield Route(route.name, route.method, route.resource.canonical)
+
+
 RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")  # ISO 8583 field 39
+
+
+#: Where the middlewares leave a word for the request log ("replayed", "injected 503 …").
+_NOTE = "tpe_sim.note"
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: How an injected error answers (a real gateway's words); any other status: "http_error".
+INJECTED_ERRORS: Mapping[int, tuple[str, str]] = {
+    500: ("internal_error", "Erreur interne du serveur."),
+    502: ("bad_gateway", "Passerelle en erreur : réessayez dans quelques instants."),
+    503: (
+        "service_unavailable",
+        "Service momentanément indisponible : réessayez dans quelques instants.",
+    ),
+    504: ("gateway_timeout", "Le serveur n'a pas répondu à temps : réessayez."),
+}
 
 
 @web.middleware
 async def _exchange_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error, then log the exchange."""
+    """Log every exchange (outermost: it sees injected faults and replays too)."""
     response: web.StreamResponse
     try:
         response = await handler(request)
-    except BackendError as exc:
-        response = error_response(exc.code, exc.message, field=exc.field)
-    except web.HTTPException as exc:
-        if exc.status == 404:
-            response = error_response("not_found", "Ressource introuvable.")
-        elif exc.status == 405:
-            response = error_response("method_not_allowed", "Méthode non autorisée.")
-        else:
-            response = web.json_response(
-                {"error": {"code": "http_error", "message": exc.reason}}, status=exc.status
-            )
-    except Exception:
+    except asyncio.CancelledError:
+        if request.get(_NOTE):  # a connection cut on purpose: log it, then cut it
+            await request.app[BACKEND].record_exchange(request, None)
+        raise
+    except Exception:  # a bug in a middleware: still a JSON answer
         logger.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response("internal_error", "Erreur interne du serveur.")
     await request.app[BACKEND].record_exchange(request, response)
@@ -526,6 +740,111 @@ async def _exchange_middleware(request: web.Request, handler: Handler) -> web.St
         for hook in request.app[BACKEND].after_change:
             hook()
     return response
+
+
+@web.middleware
+async def _fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Apply the server's :class:`FaultPlan`: delays and errors before the request reaches
+    the idempotency keys and the store, lost answers after."""
+    plan = request.app[BACKEND].faults
+    if not plan.faults:
+        return await handler(request)
+    name = request.match_info.route.name
+    method, path = request.method, request.path
+    while (fault := plan.strike(("fail", "delay"), method, path, name)) is not None:
+        _note(request, fault.describe())
+        if fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            continue  # a fault armed meanwhile may strike too
+        return _injected(request, fault.status)
+    response = await handler(request)
+    fault = plan.strike(("fail_after",), method, path, name)
+    if fault is not None:
+        _note(request, fault.describe())
+        return _injected(request, fault.status)
+    return response
+
+
+def _note(request: web.Request, note: str) -> None:
+    previous = request.get(_NOTE)
+    request[_NOTE] = note if not previous else f"{previous}; {note}"
+
+
+def _injected(request: web.Request, status: int | None) -> web.Response:
+    """An injected error answer, or (``status`` None) the connection cut with no answer."""
+    if status is None:
+        if request.transport is not None:
+            request.transport.close()
+        # aiohttp's own path for a client gone mid-request: no answer is written.
+        raise asyncio.CancelledError
+    code, message = INJECTED_ERRORS.get(status, ("http_error", f"Erreur du serveur ({status})."))
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+@web.middleware
+async def _idempotency_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``Idempotency-Key`` on mutating requests: required on the operations of
+    :data:`~harness.backend.openapi.KEYED_OPERATIONS`, honoured on the others. A replay gets
+    the first answer back; the key reused for another request is a 422."""
+    route = request.match_info
+    if request.method not in MUTATING_METHODS or route.http_exception is not None:
+        return await handler(request)  # reads, and unknown routes or methods (404, 405)
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or not key.strip():
+        template = route.route.resource.canonical if route.route.resource is not None else ""
+        if (request.method.lower(), template) in KEYED_OPERATIONS:
+            return error_response(
+                "idempotency_key_required",
+                f"En-tête {IDEMPOTENCY_HEADER} manquant : cette opération exige une clé "
+                "d'idempotence, la même à chaque nouvel essai de la même opération.",
+                field=IDEMPOTENCY_HEADER,
+            )
+        return await handler(request)
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        return error_response(
+            "idempotency_key_invalid",
+            f"En-tête {IDEMPOTENCY_HEADER} invalide : de 1 à {IDEMPOTENCY_KEY_MAX} caractères "
+            "ASCII visibles (un UUID, par exemple).",
+            field=IDEMPOTENCY_HEADER,
+        )
+    backend = request.app[BACKEND]
+    try:
+        body = await request.read()
+    except web.HTTPException:  # too large: let the handler answer it
+        return await handler(request)
+    request_digest = hashlib.sha256(body).hexdigest()
+    answer = await backend.idempotency.run(
+        key,
+        Fingerprint(request.method, request.path_qs, request_digest),
+        lambda: handler(request),
+        now=backend._now(),
+    )
+    if answer.replayed:
+        _note(request, "replayed")
+    return answer.response
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error."""
+    try:
+        return await handler(request)
+    except BackendError as exc:
+        return error_response(exc.code, exc.message, field=exc.field)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return error_response("not_found", "Ressource introuvable.")
+        if exc.status == 405:
+            return error_response("method_not_allowed", "Méthode non autorisée.")
+        return web.json_response(
+            {"error": {"code": "http_error", "message": exc.reason}}, status=exc.status
+        )
+    except Exception:
+        logger.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response("internal_error", "Erreur interne du serveur.")
 
 
 def error_response(code: str, message: str, *, field: str | None = None) -> web.Response:
@@ -683,7 +1002,10 @@ def capture_json(capture: CardCapture) -> dict[str, Any]:
     }
 
 
-def invoice_json(store: BackendStore, invoice: Invoice) -> dict[str, Any]:
+def invoice_json(store: BackendStore, invoice: Invoice, now: datetime) -> dict[str, Any]:
+    """An invoice; ``payment_in_progress``: a card payment of it is under way (waiting for a
+    card, or approved and waiting for the terminal's word), so an app can say so before it
+    even connects to a terminal."""
     return {
         "number": invoice.number,
         "customer_id": invoice.customer_id,
@@ -694,6 +1016,7 @@ def invoice_json(store: BackendStore, invoice: Invoice) -> dict[str, Any]:
         "balance_due_cents": invoice.balance_due_cents,
         "currency": invoice.currency,
         "status": invoice.status,
+        "payment_in_progress": store.payment_in_progress(invoice.number, now),
         "lines": [
             {
                 "label": line.label,

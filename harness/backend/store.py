@@ -60,6 +60,11 @@ RECEIPT_MAX_WIDTH = 48
 
 #: How long an approval may wait for the terminal's confirmation before it lapses.
 AUTHORISATION_HOLD = timedelta(minutes=10)
+#: How long a payment waiting for a card holds its invoice against other terminals: within it
+#: a second phone is told the invoice is being paid (``invoice_payment_in_progress``) instead
+#: of stealing the payment; after it the payment is taken for abandoned and a new one replaces
+#: it. (The terminal's own waits, card and PIN, are far shorter.)
+PENDING_HOLD = timedelta(minutes=5)
 
 
 class BackendError(Exception):
@@ -507,7 +512,13 @@ class BackendStore:
     def start_tpe_payment(
         self, invoice_number: str, amount_cents: int | None, terminal_serial: str, now: datetime
     ) -> Payment:
-        """A pending card payment ("Déclencher un paiement par carte via le terminal")."""
+        """A pending card payment ("Déclencher un paiement par carte via le terminal").
+
+        It replaces a payment of the invoice still waiting for a card on the same terminal
+        (the app restarted) or one older than :data:`PENDING_HOLD`; while another terminal's
+        payment is live (waiting for a card, or approved and not yet confirmed) it is refused
+        with ``invoice_payment_in_progress``: two phones, one payment.
+        """
         if not self.billing.tpe_enabled:
             raise BackendError(
                 "tpe_disabled",
@@ -526,6 +537,7 @@ class BackendStore:
         amount = invoice.balance_due_cents if amount_cents is None else amount_cents
         _check_amount(amount, limit=invoice.balance_due_cents)
         self._release_stale_holds(invoice, now)
+        self._refuse_while_paid_elsewhere(invoice, terminal_serial, now)
         self._refuse_while_money_is_held(invoice)
         self._abort_pending(invoice, now)
         payment = self._new_payment(invoice, amount, "tpe", now)
@@ -812,8 +824,9 @@ class BackendStore:
         once, no terminal.
 
         Approved: the payment is captured with its authorisation code. Declined: the payment
-        is declined and the attempt recorded; the invoice does not change. Like a new terminal
-        payment, it replaces a payment still waiting for a card.
+        is declined and the attempt recorded; the invoice does not change. A terminal payment
+        under way refuses it (``invoice_payment_in_progress``) unless it waited for a card
+        longer than :data:`PENDING_HOLD`: then it is replaced.
         """
         invoice = self.invoice(invoice_number)
         method = self.payment_method(payment_method_id)
@@ -830,6 +843,7 @@ class BackendStore:
         amount = invoice.balance_due_cents if amount_cents is None else amount_cents
         _check_amount(amount, limit=invoice.balance_due_cents)
         self._release_stale_holds(invoice, now)
+        self._refuse_while_paid_elsewhere(invoice, None, now)
         self._refuse_while_money_is_held(invoice)
         self._abort_pending(invoice, now)
         payment = self._new_payment(invoice, amount, "card_on_file", now)
@@ -999,6 +1013,26 @@ class BackendStore:
                 other.updated_at = now
                 self._record_attempt(invoice, other, now)
 
+    def payment_in_progress(self, invoice_number: str, now: datetime) -> bool:
+        """Whether a card payment of the invoice is under way: waiting for a card for less
+        than :data:`PENDING_HOLD`, or approved and waiting for the terminal's word for less
+        than :data:`AUTHORISATION_HOLD`."""
+        invoice = self.invoice(invoice_number)
+        return any(_live(payment, now) for payment in invoice.payments)
+
+    @staticmethod
+    def _refuse_while_paid_elsewhere(
+        invoice: Invoice, terminal_serial: str | None, now: datetime
+    ) -> None:
+        """Two phones, one invoice: another terminal's live payment keeps the invoice."""
+        for other in invoice.payments:
+            if _live(other, now) and other.terminal_serial != terminal_serial:
+                raise BackendError(
+                    "invoice_payment_in_progress",
+                    f"La facture {invoice.number} est en cours de paiement sur un autre "
+                    f"terminal ({other.terminal_serial}) : attendez la fin de ce paiement.",
+                )
+
     @staticmethod
     def _refuse_while_money_is_held(invoice: Invoice) -> None:
         if any(other.status == "authorised" for other in invoice.payments):
@@ -1059,6 +1093,23 @@ def _capture_result_conflict(capture: CardCapture, result: str) -> BackendError:
         f"La prise d'empreinte {capture.id} a déjà une issue ({capture.status}) "
         f"incompatible avec « {result} ».",
     )
+
+
+def _live(payment: Payment, now: datetime) -> bool:
+    """A card payment under way: waiting for a card (:data:`PENDING_HOLD`), soft-declined
+    and waiting for the card to be inserted with its PIN (as long), or approved and waiting
+    for the terminal's confirmation (:data:`AUTHORISATION_HOLD`)."""
+    if payment.status == "pending":
+        return now - payment.created_at < PENDING_HOLD
+    if payment.status == "declined":
+        return (
+            payment.response_code in SCA_SOFT_DECLINES
+            and payment.terminal_result is None
+            and now - payment.updated_at < PENDING_HOLD
+        )
+    if payment.status == "authorised":
+        return now - payment.updated_at <= AUTHORISATION_HOLD
+    return False
 
 
 def _check_amount(amount_cents: object, *, limit: int | None) -> None:

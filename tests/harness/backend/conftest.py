@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -112,12 +113,17 @@ def emv_for(
     return emv
 
 
+#: Default of :meth:`Backend.request`'s ``key``: a fresh Idempotency-Key per request.
+NEW_KEY = "(a new key)"
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
     body: Any  # decoded JSON, None when the answer is not JSON
     text: str
     content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def error_code(self) -> Any:
@@ -145,28 +151,58 @@ class Backend:
         return self.server.store
 
     def request(
-        self, method: str, path: str, body: Any = None, *, raw: str | bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: str | bytes | None = None,
+        key: str | None = NEW_KEY,
     ) -> Reply:
-        reply = self.runner.run(self._request(method, path, body, raw))
+        """One exchange. A mutating request carries a fresh ``Idempotency-Key`` (as the app's
+        client sends one per operation) unless ``key`` gives one, or is None: no key."""
+        if method in ("GET", "HEAD"):
+            key = None
+        elif key is NEW_KEY:
+            key = str(uuid.uuid4())
+        reply = self.runner.run(self._request(method, path, body, raw, key))
         self.replies.append(reply)
         return reply
 
-    async def _request(self, method: str, path: str, body: Any, raw: str | bytes | None) -> Reply:
+    async def _request(
+        self, method: str, path: str, body: Any, raw: str | bytes | None, key: str | None
+    ) -> Reply:
         data = raw if raw is not None else (None if body is None else json.dumps(body))
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         async with self.session.request(method, path, data=data, headers=headers) as response:
             text = await response.text()
             decoded = json.loads(text) if response.content_type == "application/json" else None
-            return Reply(response.status, decoded, text, response.content_type)
+            return Reply(response.status, decoded, text, response.content_type, response.headers)
 
     def get(self, path: str) -> Reply:
         return self.request("GET", path)
 
-    def post(self, path: str, body: Any = None, *, raw: str | bytes | None = None) -> Reply:
-        return self.request("POST", path, body, raw=raw)
+    def post(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        raw: str | bytes | None = None,
+        key: str | None = NEW_KEY,
+    ) -> Reply:
+        return self.request("POST", path, body, raw=raw, key=key)
 
-    def put(self, path: str, body: Any = None, *, raw: str | bytes | None = None) -> Reply:
-        return self.request("PUT", path, body, raw=raw)
+    def put(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        raw: str | bytes | None = None,
+        key: str | None = NEW_KEY,
+    ) -> Reply:
+        return self.request("PUT", path, body, raw=raw, key=key)
 
     # -- the payment flow, as the phone relays it ---------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness.backend import BackendStore, Processor
 from harness.backend.processor import AuthorisationRequest
-from harness.backend.store import BillingSettings, Merchant, SavedCard
+from harness.backend.store import PENDING_HOLD, BillingSettings, Merchant, SavedCard
 from simulator.cards import Catalogue
 
 if TYPE_CHECKING:
@@ -538,13 +538,16 @@ def test_card_on_file_does_not_need_the_tpe_switched_on(backend: Backend) -> Non
     assert backend.pay_with_token(invoice_for(backend, who), method["id"]).body["approved"] is True
 
 
-def test_a_charge_replaces_a_terminal_payment_still_waiting_for_the_card(
+def test_a_charge_waits_for_a_terminal_payment_under_way_and_replaces_an_abandoned_one(
     backend: Backend,
 ) -> None:
     who = customer(backend)
     method = saved(backend, who, VISA)
     number = invoice_for(backend, who)
     waiting = backend.start_payment(number).body
+    # the customer may be at the terminal right now: the saved card must not steal the payment
+    assert_error(backend.pay_with_token(number, method["id"]), 409, "invoice_payment_in_progress")
+    backend.clock.now += PENDING_HOLD  # nobody presented a card: the payment is abandoned
     assert backend.pay_with_token(number, method["id"]).body["approved"] is True
     invoice = backend.invoice(number)
     assert [(p["method"], p["status"]) for p in invoice["payments"]] == [
@@ -561,7 +564,7 @@ def test_no_charge_while_the_terminal_holds_money_for_the_invoice(backend: Backe
     number = invoice_for(backend, who)
     held = backend.start_payment(number).body
     assert backend.authorise(held, MASTERCARD).body["approved"] is True
-    assert_error(backend.pay_with_token(number, method["id"]), 409, "payment_in_progress")
+    assert_error(backend.pay_with_token(number, method["id"]), 409, "invoice_payment_in_progress")
     assert [p["status"] for p in backend.invoice(number)["payments"]] == ["authorised"]
 
 
