@@ -27,11 +27,26 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp.typedefs import Handler
 
+from harness.scenarios.model import (
+    Action,
+    DropLink,
+    EnterPin,
+    Insert,
+    Known,
+    PressKey,
+    RemoveCard,
+    Scenario,
+    ScenarioError,
+    SetBattery,
+    Tap,
+    Wait,
+    loads,
+)
 from simulator.ble import BleTerminal
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol.carddata import mask_pan
 from simulator.protocol.messages import Command, Event, encode
-from simulator.terminal import TerminalError, Transaction
+from simulator.terminal import State, TerminalError, Transaction, load_profiles
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +70,27 @@ STATE_LABELS = {
     "aborted": "Annulé",
 }
 SEALED = "[scellées pour le processeur]"
+#: Loop seconds a scenario step waits for the terminal to be ready for it (a tap waits for
+#: the terminal to ask for a card: the technician may start the payment after loading).
+STEP_WAIT = 300.0
+#: Steps of a script the control server plays: the cardholder's and the terminal's own.
+PLAYED = (Tap, Insert, EnterPin, PressKey, RemoveCard, Wait, DropLink, SetBattery)
+STEP_NAMES = {
+    "Tap": "tap",
+    "Insert": "insert",
+    "EnterPin": "pin",
+    "PressKey": "key",
+    "RemoveCard": "remove_card",
+    "Wait": "wait",
+    "DropLink": "drop_link",
+    "SetBattery": "battery",
+    "CancelFromApp": "cancel",
+    "PayAgain": "pay_again",
+    "OutOfRange": "out_of_range",
+    "Reboot": "reboot",
+    "BackendFault": "backend",
+    "PhoneOffline": "phone_offline",
+}
 
 Json = dict[str, Any]
 
@@ -86,9 +122,13 @@ class ControlServer:
         card_keys: list[str],
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        fixtures: Path | None = None,
     ) -> None:
         """``card(key)``: the cardholder's card ``key`` (the same object every time, so that
-        its counters move on); ``card_keys``: the catalogue keys the wallet offers."""
+        its counters move on); ``card_keys``: the catalogue keys the wallet offers;
+        ``fixtures``: where scenario scripts find the terminal profiles they may name
+        (default: the repository's ``fixtures/``)."""
         self.terminal = terminal
         self._card = card
         self.card_keys = list(card_keys)
@@ -102,6 +142,9 @@ class ControlServer:
         self._last_state: Json | None = None
         self._publish_pending = False
         self._watched: set[int] = set()  # connection handles whose disconnection we follow
+        self._fixtures = fixtures
+        self._moved = asyncio.Event()  # set on every change of the terminal
+        self._scenario: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[_json_errors])
         routes = self.app.router
         routes.add_get("/", self._index)
@@ -151,6 +194,10 @@ class ControlServer:
             self._on_connection(connection)
 
     async def _detach(self, _app: web.Application) -> None:
+        if self._scenario is not None and not self._scenario.done():
+            self._scenario.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scenario
         with contextlib.suppress(ValueError):
             self.terminal.listeners.remove(self._changed)
         with contextlib.suppress(ValueError):
@@ -211,6 +258,7 @@ class ControlServer:
     # ---------------------------------------------------------------- change notifications
     def _changed(self) -> None:
         """Terminal listener: publish a new snapshot soon (many changes coalesce into one)."""
+        self._moved.set()
         if not self._publish_pending:
             self._publish_pending = True
             asyncio.get_running_loop().call_soon(self._publish_state)
@@ -327,6 +375,10 @@ class ControlServer:
         return self._done()
 
     async def _post_remove_card(self, _request: web.Request) -> web.Response:
+        self._remove_card()
+        return self._done()
+
+    def _remove_card(self) -> None:
         try:
             self.terminal.remove_card()
         except TerminalError as exc:
@@ -336,7 +388,6 @@ class ControlServer:
                 "Aucune carte n'est insérée dans le terminal.",
                 str(exc),
             ) from None
-        return self._done()
 
     async def _post_battery(self, request: web.Request) -> web.Response:
         body = await _body(request)
@@ -352,12 +403,125 @@ class ControlServer:
         dropped = await self.terminal.drop_links()
         return self._done(dropped=dropped)
 
-    async def _post_scenario(self, _request: web.Request) -> web.Response:
-        raise ControlError(
-            501,
-            "not_implemented",
-            "Le chargement d'un scénario n'est pas encore disponible sur ce terminal.",
+    async def _post_scenario(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        text = _field(body, "script", str)
+        try:
+            scenario = loads(text, "<script>", self._known())
+        except ScenarioError as exc:
+            where = f", champ {exc.field}" if exc.field else ""
+            raise ControlError(
+                400,
+                "invalid_scenario",
+                f"Scénario invalide (ligne {exc.line}{where}) : {exc.problem}",
+                str(exc),
+            ) from None
+        if self._scenario is not None and not self._scenario.done():
+            raise ControlError(
+                409, "scenario_running", "Un scénario est déjà en cours sur ce terminal."
+            )
+        played: list[Action] = [step for step in scenario.steps if isinstance(step, PLAYED)]
+        skipped = [_step_name(step) for step in scenario.steps if not isinstance(step, PLAYED)]
+        self._scenario = asyncio.get_running_loop().create_task(self._play(scenario, played))
+        return web.json_response(
+            {
+                "scenario": scenario.name,
+                "steps": [_step_name(step) for step in played],
+                "skipped": skipped,
+                "state": self.state(),
+            },
+            status=202,
         )
+
+    def _known(self) -> Known:
+        cards = {
+            key: tuple(app.brand for app in self._card(key).profile.applications)
+            for key in self.card_keys
+        }
+        try:
+            fixtures = self._fixtures
+            if fixtures is None:
+                from harness.fixtures import fixtures_dir
+
+                fixtures = fixtures_dir()
+            terminals = tuple(load_profiles(fixtures / "terminals.yaml"))
+        except (OSError, ValueError):  # no profiles at hand: a script may name none
+            terminals = ()
+        return Known(cards, terminals)
+
+    async def _play(self, scenario: Scenario, steps: list[Action]) -> None:
+        """Play the cardholder's steps in order, each once the terminal is ready for it."""
+        self._broadcast({"type": "scenario", "name": scenario.name, "status": "started"})
+        for number, step in enumerate(steps, 1):
+            name = _step_name(step)
+            try:
+                await self._play_step(step)
+            except (ControlError, TerminalError, ValueError) as exc:
+                log.warning("scenario %s: step %d (%s): %s", scenario.name, number, name, exc)
+                refused = f"Le terminal a refusé l'étape « {name} »."
+                self._broadcast(
+                    {
+                        "type": "scenario",
+                        "name": scenario.name,
+                        "status": "failed",
+                        "step": number,
+                        "action": name,
+                        "message": exc.message if isinstance(exc, ControlError) else refused,
+                        "reason": str(exc),
+                    }
+                )
+                return
+            self._broadcast(
+                {
+                    "type": "scenario",
+                    "name": scenario.name,
+                    "status": "step",
+                    "step": number,
+                    "action": name,
+                }
+            )
+        self._broadcast({"type": "scenario", "name": scenario.name, "status": "finished"})
+
+    async def _play_step(self, step: Action) -> None:
+        terminal = self.terminal
+        engine = terminal.engine
+        if isinstance(step, Tap | Insert):
+            await self._until(
+                lambda: engine.state is State.WAITING_FOR_CARD,
+                "Le terminal n'a pas demandé de carte à temps.",
+            )
+            mode = EntryMode.CONTACTLESS if isinstance(step, Tap) else EntryMode.CHIP
+            terminal.present_card(self._card(step.card), mode, step.brand)
+        elif isinstance(step, EnterPin):
+            await self._until(
+                lambda: engine.state is State.PIN_ENTRY,
+                "Le terminal n'a pas demandé le code à temps.",
+            )
+            terminal.enter_pin(step.pin)
+        elif isinstance(step, RemoveCard):
+            self._remove_card()
+        elif isinstance(step, PressKey):
+            terminal.press_key(step.key)
+        elif isinstance(step, Wait):
+            await asyncio.sleep(step.seconds)
+        elif isinstance(step, DropLink):
+            await terminal.drop_links()
+        elif isinstance(step, SetBattery):
+            terminal.set_battery(step.level)
+        self._changed()
+
+    async def _until(self, ready: Callable[[], bool], too_late: str) -> None:
+        """Wait (loop time, at most :data:`STEP_WAIT`) until ``ready()``; ``too_late`` says
+        what did not happen."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STEP_WAIT
+        while not ready():
+            self._moved.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ControlError(409, "scenario_timeout", too_late)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), remaining)
 
     def _done(self, **extra: Any) -> web.Response:
         self._changed()
@@ -403,6 +567,11 @@ async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[Json]) -> None:
             await ws.send_json(await queue.get())
     except (ConnectionError, RuntimeError):
         log.debug("control client went away", exc_info=True)
+
+
+def _step_name(step: Action) -> str:
+    """The script's own word for a step: ``tap``, ``pin``, ``remove_card``, ``battery``…"""
+    return STEP_NAMES.get(type(step).__name__, type(step).__name__)
 
 
 def _transaction(txn: Transaction) -> Json:

@@ -200,6 +200,18 @@ function addLog(entry) {
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 
+function showScenario(event) {
+  const status = byTestId("scenario-status");
+  const name = `Scénario « ${event.name} »`;
+  if (event.status === "started") status.textContent = `${name} : en cours…`;
+  else if (event.status === "step") status.textContent = `${name} : étape ${event.step} (${event.action}) jouée.`;
+  else if (event.status === "finished") status.textContent = `${name} : terminé.`;
+  else if (event.status === "failed") {
+    status.textContent = `${name} : arrêté à l'étape ${event.step} (${event.action}).`;
+    notify(event.message);
+  }
+}
+
 // ------------------------------------------------------------------ live events
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -219,6 +231,8 @@ function connect() {
       render(message.state);
     } else if (message.type === "message") {
       addLog(message);
+    } else if (message.type === "scenario") {
+      showScenario(message);
     }
   };
   socket.onclose = () => {
@@ -273,13 +287,18 @@ function wire() {
     if (current) render(current);
   });
   byTestId("link-drop").addEventListener("click", () => call("/api/link/drop"));
-  byTestId("scenario-load").addEventListener("click", () => {
+  byTestId("scenario-load").addEventListener("click", async () => {
     const text = byTestId("scenario-input").value;
     if (!text.trim()) {
       notify("Collez d'abord un script de scénario.");
       return;
     }
-    call("/api/scenario", { script: text });
+    const loaded = await call("/api/scenario", { script: text });
+    if (loaded) {
+      const skipped = loaded.skipped.length ? ` ; ignorées ici : ${loaded.skipped.join(", ")}` : "";
+      byTestId("scenario-summary").textContent =
+        `Scénario « ${loaded.scenario} » chargé : ${loaded.steps.length} étape(s) du porteur${skipped}.`;
+    }
   });
   byTestId("log-clear").addEventListener("click", () => byTestId("log").replaceChildren());
 }

@@ -287,8 +287,64 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert (status, body["error"]) == (405, "method_not_allowed")
 
 
-def test_loading_a_scenario_is_not_available_yet(api: Api) -> None:
-    assert error(api, "/api/scenario", {"script": "étapes: []"}) == (501, "not_implemented")
+SCRIPT = """\
+name: code_faux_puis_bon
+description: "Le porteur insère sa carte, se trompe de code, puis le tape juste."
+flow:
+  payment: {amount: "80,00 €"}
+steps:
+  - insert: visa
+  - pin: "0000"
+  - wait: 2
+  - pin: "1234"
+  - phone_offline: false
+expect:
+  result: approved
+"""
+
+
+def test_a_scenario_plays_the_cardholder_once_the_payment_starts(world: World, api: Api) -> None:
+    world.associate()
+    events = api.websocket()
+    status, body = api.post("/api/scenario", {"script": SCRIPT})
+    assert status == 202, body
+    assert body["scenario"] == "code_faux_puis_bon"
+    assert body["steps"] == ["insert", "pin", "wait", "pin"]
+    assert body["skipped"] == ["phone_offline"]
+    assert error(api, "/api/scenario", {"script": SCRIPT}) == (409, "scenario_running")
+
+    number = big_invoice(world)
+    payment = world.spawn(world.app.pay_invoice(number))  # loaded before: it waits for it
+    world.run(world.wait_until(payment.done, "the payment to end", 300.0))
+    outcome = payment.result()
+    assert (outcome.result, outcome.invoice["status"]) == ("approved", "paid")
+    assert outcome.receipt  # a chip payment with the PIN the script typed
+    shown = [shot.lines for shot in world.terminal.engine.screen.history]
+    assert any("CODE FAUX" in lines for lines in shown)  # the script's wrong PIN first
+    finished = events.until(
+        lambda m: m["type"] == "scenario" and m["status"] in ("finished", "failed"), "the end"
+    )
+    assert finished["status"] == "finished"
+    steps = [m["action"] for m in events.received if m.get("status") == "step"]
+    assert steps == ["insert", "pin", "wait", "pin"]
+
+
+def test_a_scenario_step_the_terminal_refuses_stops_it(world: World, api: Api) -> None:
+    events = api.websocket()
+    script = SCRIPT.replace("  - insert: visa\n", "  - remove_card\n")
+    assert api.post("/api/scenario", {"script": script})[0] == 202
+    failed = events.until(lambda m: m["type"] == "scenario" and m["status"] != "started", "end")
+    assert (failed["status"], failed["step"], failed["action"]) == ("failed", 1, "remove_card")
+    assert failed["message"] == "Aucune carte n'est insérée dans le terminal."
+    assert world.terminal.engine.state.value == "idle"
+
+
+def test_an_invalid_scenario_is_a_400_that_says_where(api: Api) -> None:
+    status, body = api.post("/api/scenario", {"script": SCRIPT.replace("visa", "vsia")})
+    assert (status, body["error"]) == (400, "invalid_scenario")
+    assert "ligne 6" in body["message"]
+    assert "vsia" in body["reason"]
+    assert error(api, "/api/scenario", {"texte": SCRIPT}) == (400, "invalid_field")
 
 
 # ---------------------------------------------------------------------- battery and link
