@@ -6,13 +6,14 @@ the demo read exactly what a technician would read on the phone.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from harness.app.backend_client import BackendClient, BackendError, BackendUnreachable
 from harness.app.phone import FoundTerminal, PhoneError, TerminalLink, VirtualPhone
@@ -33,6 +34,8 @@ from simulator.protocol.messages import (
     SetupProgress,
     SetupRequest,
     SetupResponse,
+    TransactionStatusRequest,
+    TransactionStatusResponse,
 )
 from simulator.terminal import format_amount
 
@@ -62,6 +65,10 @@ class AppTimeouts:
     setup_step: float = 120.0  # longest wait between two progress reports of first setup
     terminal_reply: float = 10.0  # a command's immediate answer
     payment: float = 180.0  # card presentation + PIN + authorisation, as the terminal allows
+    #: after a link loss in the middle of a transaction, how long the app keeps trying to
+    #: reconnect and ask the terminal's journal how the transaction ended
+    reconnect: float = 120.0
+    reconnect_pause: float = 2.0  # between two reconnection attempts
 
 
 @dataclass
@@ -120,6 +127,13 @@ class InvoicingApp:
         self._paying = False
         self._approval_relayed = False
         self._current: tuple[TerminalLink, str] | None = None  # the transaction in progress
+        #: the bank's answer to each card read (transaction id, ARQC): when the terminal
+        #: sends a request again after a link loss, it gets the same answer, and the bank
+        #: is not asked twice
+        self._answers: dict[tuple[str, str], AuthorisationResponse] = {}
+        #: transactions whose outcome the terminal could not tell (out of reach after a link
+        #: loss): settled with its journal at the next connection (kept in the state file)
+        self.unsettled: list[dict[str, str]] = []
         self._load_state()
 
     def show(self, stage: str, text: str) -> None:
@@ -315,7 +329,10 @@ class InvoicingApp:
         if self.state_file is None:
             return
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        data = {"terminal": dataclasses.asdict(self.terminal) if self.terminal else None}
+        data = {
+            "terminal": dataclasses.asdict(self.terminal) if self.terminal else None,
+            "unsettled": self.unsettled,
+        }
         self.state_file.write_text(json.dumps(data), encoding="utf-8")
 
     def _load_state(self) -> None:
@@ -325,6 +342,9 @@ class InvoicingApp:
             data = json.loads(self.state_file.read_text(encoding="utf-8"))
             if data.get("terminal"):
                 self.terminal = AssociatedTerminal(**data["terminal"])
+            self.unsettled = [
+                {str(k): str(v) for k, v in item.items()} for item in data.get("unsettled", [])
+            ]
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable app state %s: %s", self.state_file, exc)
 
@@ -357,6 +377,7 @@ class InvoicingApp:
                 )
             )
         await self._ensure_terminal()
+        await self._settle_quietly()
         assert self.link is not None
         assert self.terminal is not None
         link = self.link
@@ -373,26 +394,21 @@ class InvoicingApp:
             f"(facture {invoice['number']})",
         )
         self._approval_relayed = False
+        payment_id = str(payment["payment_id"])
         try:
-            await link.send(
+            final = await self._run_on_terminal(
+                link,
                 PaymentRequest(
                     transaction_id=transaction_id,
                     amount=amount,
                     currency=str(payment["currency"]),
                     reference=number,
-                )
-            )
-            await self._reply_to(link, expect=CommandAccepted)
-            payment_id = str(payment["payment_id"])
-            self._current = (link, transaction_id)
-            final = await self._relay(
-                link,
+                ),
                 lambda body: self.backend.authorise(payment_id, body),
-                transaction_id,
                 PaymentResponse,
             )
         except PhoneError as error:
-            await self._payment_interrupted(str(payment["payment_id"]), transaction_id, error)
+            await self._payment_interrupted(payment_id, transaction_id, number, error)
             raise
         try:
             await self.backend.report_result(
@@ -451,6 +467,7 @@ class InvoicingApp:
             raise self._fail(PhoneError(error.code, error.message)) from None
         self.show("button", f"{BUTTON_ADD_PAYMENT_METHOD} › {BUTTON_CARD_CAPTURE}")
         await self._ensure_terminal()
+        await self._settle_quietly()
         assert self.link is not None
         assert self.terminal is not None
         link = self.link
@@ -463,26 +480,24 @@ class InvoicingApp:
         self.show("capture_sent", f"Présentez la carte de {customer['name']} sur le terminal")
         self._approval_relayed = False
         try:
-            await link.send(
-                CardAcquisitionRequest(transaction_id=transaction_id, reference=customer_id)
-            )
-            await self._reply_to(link, expect=CommandAccepted)
-            self._current = (link, transaction_id)
-            final = await self._relay(
+            final = await self._run_on_terminal(
                 link,
+                CardAcquisitionRequest(transaction_id=transaction_id, reference=customer_id),
                 lambda body: self.backend.verify_capture(capture_id, body),
-                transaction_id,
                 CardAcquisitionResponse,
             )
         except PhoneError as error:
             if error.code == "link_lost":
                 self.link = None
+            if not self.screen or self.screen[-1] != error.message:
+                self._fail(error)
+            if self._approval_relayed and error.code == "outcome_unknown":
+                self._remember_unsettled("capture", capture_id, transaction_id, customer_id)
+                raise
             try:  # no card was saved: close the capture at the backend
                 await self.backend.capture_result(capture_id, transaction_id, "aborted")
             except BackendError as backend_error:
                 log.warning("could not close capture %s: %s", capture_id, backend_error)
-            if not self.screen or self.screen[-1] != error.message:
-                self._fail(error)
             raise
         try:
             answer = await self.backend.capture_result(capture_id, transaction_id, final.result)
@@ -531,26 +546,193 @@ class InvoicingApp:
         return result
 
     async def _payment_interrupted(
-        self, payment_id: str, transaction_id: str, error: PhoneError
+        self, payment_id: str, transaction_id: str, number: str, error: PhoneError
     ) -> None:
-        """The flow broke before the terminal's final word (link lost, refusal, timeout)."""
+        """The flow broke before the terminal's final word (refusal, or a terminal out of
+        reach after a link loss)."""
         if error.code == "link_lost":
             self.link = None  # the next flow reconnects
         if not self.screen or self.screen[-1] != error.message:
             self._fail(error)
         if self._approval_relayed:
             # The bank approved and the terminal may have confirmed: only the terminal knows.
-            # The authorisation stays held at the backend until it expires or is reconciled.
+            # The authorisation stays held at the backend; the app settles it with the
+            # terminal's journal at the next connection (or the hold lapses).
+            self._remember_unsettled("payment", payment_id, transaction_id, number)
             self.show(
                 "unknown_outcome",
                 "Résultat du paiement inconnu : la banque a donné son accord mais le terminal "
-                "ne l'a pas confirmé. Vérifiez le paiement avant de relancer.",
+                "ne l'a pas confirmé. Il sera vérifié auprès du terminal dès sa reconnexion ; "
+                "ne relancez pas le paiement d'ici là.",
             )
             return
         try:  # nothing can have been charged: close the payment at the backend
             await self.backend.report_result(payment_id, transaction_id, "aborted")
         except BackendError as backend_error:
             log.warning("could not close payment %s: %s", payment_id, backend_error)
+
+    async def _run_on_terminal(
+        self,
+        link: TerminalLink,
+        command: PaymentRequest | CardAcquisitionRequest,
+        submit: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+        final: type[F],
+    ) -> F:
+        """Send the transaction to the terminal and relay it to its end. If the link drops
+        (or the terminal goes silent) before its final word, reconnect and ask its journal:
+        the transaction goes on, or its outcome is taken from there — never guessed."""
+        transaction_id = command.transaction_id
+        self._current = (link, transaction_id)
+        try:
+            await link.send(command)
+            await self._reply_to(link, expect=CommandAccepted)
+            return await self._relay(link, submit, transaction_id, final)
+        except PhoneError as error:
+            if error.code not in RECOVERABLE:
+                raise
+        while True:
+            status = await self._ask_status(transaction_id)
+            if status.state == "unknown" or status.result is not None:
+                return self._final_from_status(status, command, final)
+            # Still under way on the terminal: go on, on the new link.
+            link = self._link_or_fail()
+            self._current = (link, transaction_id)
+            try:  # an unanswered authorisation request comes again: see _relay
+                return await self._relay(link, submit, transaction_id, final)
+            except PhoneError as error:
+                if error.code not in RECOVERABLE:
+                    raise
+
+    def _link_or_fail(self) -> TerminalLink:
+        if self.link is None:  # pragma: no cover - _ask_status returns with a link
+            raise PhoneError("link_lost", LINK_LOST)
+        return self.link
+
+    async def _ask_status(self, transaction_id: str) -> TransactionStatusResponse:
+        """Reconnect (a bonded phone needs no pairing) and ask the terminal's journal about
+        ``transaction_id``, for up to :attr:`AppTimeouts.reconnect`."""
+        self.show("link_lost", LINK_LOST)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeouts.reconnect
+        while True:
+            try:
+                if self.link is not None and not self.link.is_connected:
+                    self.link = None
+                await self._ensure_terminal()
+                link = self._link_or_fail()
+                await link.send(TransactionStatusRequest(transaction_id=transaction_id))
+                status = await self._reply_to(link, expect=TransactionStatusResponse)
+                state = STATE_LABELS.get(status.state, status.state)
+                self.show("status", f"Terminal reconnecté : transaction {state}")
+                return status
+            except PhoneError as error:
+                log.info("reconnection failed: %s", error.code)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self._fail(
+                    PhoneError(
+                        "outcome_unknown",
+                        "Terminal injoignable : impossible de connaître le résultat de la "
+                        "transaction pour l'instant.",
+                    )
+                )
+            await asyncio.sleep(min(self.timeouts.reconnect_pause, remaining))
+
+    def _final_from_status(
+        self,
+        status: TransactionStatusResponse,
+        command: PaymentRequest | CardAcquisitionRequest,
+        final: type[F],
+    ) -> F:
+        """The terminal's final word, read from its journal instead of its final event."""
+        result: Literal["approved", "declined", "aborted"] = "aborted"
+        message = status.message
+        if status.state == "unknown":  # the command never reached it: nothing happened
+            message = NEVER_RECEIVED
+        elif status.result == "approved":
+            result = "approved"
+        elif status.result == "declined":
+            result = "declined"
+        event: PaymentResponse | CardAcquisitionResponse
+        if isinstance(command, CardAcquisitionRequest):
+            event = CardAcquisitionResponse(
+                transaction_id=command.transaction_id,
+                result=result,
+                response_code=status.response_code,
+                brand=status.brand,
+                masked_pan=status.masked_pan,
+                entry_mode=status.entry_mode,
+                message=message,
+            )
+        else:
+            event = PaymentResponse(
+                transaction_id=command.transaction_id,
+                result=result,
+                amount=command.amount,
+                currency=command.currency,
+                response_code=status.response_code,
+                authorisation_code=status.authorisation_code,
+                brand=status.brand,
+                masked_pan=status.masked_pan,
+                entry_mode=status.entry_mode,
+                message=message,
+                receipt=list(status.receipt),
+                merchant_receipt=list(status.merchant_receipt),
+                cardholder_verification=status.cardholder_verification,
+            )
+        if not isinstance(event, final):  # pragma: no cover - the flows pair them
+            raise TypeError(f"{final.__name__} expected for {type(command).__name__}")
+        return event
+
+    def _remember_unsettled(self, kind: str, backend_id: str, transaction_id: str, of: str) -> None:
+        item = {"kind": kind, "id": backend_id, "transaction_id": transaction_id, "of": of}
+        if item not in self.unsettled:
+            self.unsettled.append(item)
+            self._save_state()
+
+    async def _settle_quietly(self) -> None:
+        """Before a new flow: settle what a lost link left unknown, if the terminal can say."""
+        if not self.unsettled:
+            return
+        try:
+            await self.settle_unsettled()
+        except PhoneError as error:
+            log.warning("could not settle earlier transactions: %s", error.code)
+
+    async def settle_unsettled(self) -> None:
+        """Transactions whose outcome was unknown: ask the (reconnected) terminal's journal
+        and tell the backend, so that a held approval is either paid or reversed."""
+        for item in list(self.unsettled):
+            link = self._link_or_fail()
+            await link.send(TransactionStatusRequest(transaction_id=item["transaction_id"]))
+            status = await self._reply_to(link, expect=TransactionStatusResponse)
+            if status.result is None and status.state != "unknown":
+                continue  # still under way on the terminal: ask again next time
+            result = status.result or "aborted"
+            try:
+                if item["kind"] == "payment":
+                    receipts = (
+                        {"customer": status.receipt, "merchant": status.merchant_receipt}
+                        if status.receipt
+                        else None
+                    )
+                    await self.backend.report_result(
+                        item["id"], item["transaction_id"], result, receipts=receipts
+                    )
+                    what = f"Paiement en suspens de la facture {item['of']}"
+                else:
+                    await self.backend.capture_result(item["id"], item["transaction_id"], result)
+                    what = f"Enregistrement de carte en suspens du client {item['of']}"
+            except BackendError as error:
+                self.show("error", f"{error.message}")
+                log.warning("could not settle %s: %s", item, error)
+                if error.code not in ("result_conflict", "not_found"):
+                    continue  # the backend will be asked again next time
+            else:
+                outcome = {"approved": "accepté", "declined": "refusé"}.get(result, "annulé")
+                self.show("settled", f"{what} : {outcome} selon le terminal")
+            self.unsettled.remove(item)
+            self._save_state()
 
     async def _relay(
         self,
@@ -567,9 +749,15 @@ class InvoicingApp:
                     self.show("terminal_screen", "Terminal : " + " / ".join(event.lines))
                 case AuthorisationRequest() if event.transaction_id == transaction_id:
                     # Once per card read: a soft decline (PSD2) brings a second one, chip and PIN.
+                    read = (transaction_id, event.emv.get("9F26", ""))
+                    if read in self._answers:  # sent again after a link loss: same answer
+                        self.show("authorised", "Réponse de la banque renvoyée au terminal")
+                        await link.send(self._answers[read])
+                        continue
                     self.show("card_read", f"Carte lue : {event.brand} {event.masked_pan}")
                     answer = await self._authorise(submit, event)
                     self._approval_relayed |= answer.response_code == "00"
+                    self._answers[read] = answer
                     await link.send(answer)
                 case Error():
                     # e.g. the card was pulled out while the bank answered: the terminal
@@ -642,6 +830,22 @@ class InvoicingApp:
     def _fail(self, error: PhoneError) -> PhoneError:
         self.show("error", error.message)
         return error
+
+
+#: Phone errors after which the terminal's journal tells how the transaction went on.
+RECOVERABLE = ("link_lost", "terminal_timeout")
+LINK_LOST = "Liaison perdue avec le terminal : reconnexion pour connaître le résultat…"
+NEVER_RECEIVED = "Le terminal n'a pas reçu la demande : rien n'a été débité"
+#: How the app names the terminal's states to its user.
+STATE_LABELS = {
+    "unknown": "inconnue du terminal",
+    "waiting_for_card": "en attente de la carte",
+    "pin_entry": "en attente du code",
+    "authorising": "en attente de la banque",
+    "approved": "acceptée",
+    "declined": "refusée",
+    "aborted": "annulée",
+}
 
 
 def describe_card(method: dict[str, Any]) -> str:

@@ -1,25 +1,37 @@
-"""The terminal's data folder: its bonds (Bumble's JSON key store) and its configuration.
+"""The terminal's data folder: its bonds (Bumble's JSON key store), its configuration, its
+DUKPT counter and its transaction journal (SQLite).
 
 Kept across restarts of the terminal process: a restarted terminal reconnects its bonded
-phones without a new pairing and stays configured. A factory reset empties it.
+phones without a new pairing, stays configured, and still knows how each transaction ended
+(the phone asks after a link loss). A factory reset empties it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+import sqlite3
+from dataclasses import asdict, astuple, fields
 from pathlib import Path
 
 from bumble.keys import JsonKeyStore
 
 from simulator.terminal import MerchantSetup
+from simulator.terminal.journal import JournalEntry
 
 log = logging.getLogger(__name__)
 
 BONDS_FILE = "bonds.json"
 COUNTER_FILE = "dukpt.json"
 CONFIG_FILE = "config.json"
+JOURNAL_FILE = "journal.sqlite"
+JOURNAL_SCHEMA = 1
+_COLUMNS = [f.name for f in fields(JournalEntry)]
+_LISTS = ("receipt", "merchant_receipt")
+
+
+class JournalError(RuntimeError):
+    """The journal file cannot be used: the terminal must not start and forget its history."""
 
 
 def set_aside_if_unreadable(path: Path) -> None:
@@ -86,6 +98,75 @@ class TerminalDataFolder:
         temporary.replace(target)
 
     def clear(self, firmware: str) -> None:
-        """Factory reset: no bond, no configuration; the installed firmware stays."""
+        """Factory reset: no bond, no configuration, no journal; the firmware stays."""
         (self.path / BONDS_FILE).unlink(missing_ok=True)
         self.save_configuration(None, firmware)
+        with self._journal() as db:
+            db.execute("DELETE FROM transactions")
+
+    # ---------------------------------------------------------------- transaction journal
+    def _journal(self) -> sqlite3.Connection:
+        """The journal database, created on first use. Every write is its own transaction
+        (``with`` commits it): a power cut leaves the last complete state."""
+        path = self.path / JOURNAL_FILE
+        try:
+            db = sqlite3.connect(path)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                columns = ", ".join(
+                    f"{name} TEXT PRIMARY KEY" if name == "transaction_id" else name
+                    for name in _COLUMNS
+                )
+                with db:
+                    db.execute(f"CREATE TABLE IF NOT EXISTS transactions ({columns})")
+                    db.execute(f"PRAGMA user_version = {JOURNAL_SCHEMA}")
+            elif version != JOURNAL_SCHEMA:
+                db.close()
+                raise JournalError(
+                    f"{path}: journal schema {version}, this terminal reads {JOURNAL_SCHEMA}"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{path} is not a readable transaction journal: {exc}") from exc
+        return db
+
+    def save_journal(self, entries: list[JournalEntry]) -> None:
+        """Write (insert or replace) the given transactions, atomically."""
+        if not entries:
+            return
+        rows = []
+        for entry in entries:
+            row = list(astuple(entry))
+            for name in _LISTS:
+                index = _COLUMNS.index(name)
+                row[index] = json.dumps(list(row[index]), ensure_ascii=False)
+            rows.append(row)
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        db = self._journal()
+        try:
+            with db:
+                db.executemany(
+                    f"INSERT OR REPLACE INTO transactions ({', '.join(_COLUMNS)}) "
+                    f"VALUES ({placeholders})",
+                    rows,
+                )
+        finally:
+            db.close()
+
+    def load_journal(self) -> list[JournalEntry]:
+        """Every transaction of the journal, oldest first."""
+        db = self._journal()
+        try:
+            rows = db.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM transactions ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{self.path / JOURNAL_FILE}: {exc}") from exc
+        finally:
+            db.close()
+        entries = []
+        for row in rows:
+            values = dict(zip(_COLUMNS, row, strict=True))
+            for name in _LISTS:
+                values[name] = tuple(json.loads(values[name]))
+            entries.append(JournalEntry(**values))
+        return entries

@@ -114,6 +114,8 @@ class BleTerminal:
         self._on_setup_complete = on_setup_complete
         if data is not None:
             device.keystore = data.keystore()
+            # the journal survives power cycles; what the power cut is over (aborted)
+            data.save_journal(engine.restore_journal(data.load_journal()))
         self._calendar = calendar
         self._links: dict[int, _Link] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -121,6 +123,7 @@ class BleTerminal:
         self._pending_code: asyncio.Future[bool] | None = None
         self._loop = asyncio.get_running_loop()  # built inside the loop it serves
         self._tasks: set[asyncio.Task[None]] = set()
+        self._powering_off = False
         self.events_sent: list[Event] = []
         #: Called after anything that may change what an observer sees (screen, state, links).
         self.listeners: list[Callable[[], None]] = []
@@ -199,8 +202,10 @@ class BleTerminal:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        current = asyncio.current_task()
+        others = [task for task in self._tasks if task is not current]
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
         for link in list(self._links.values()):
             try:
                 await link.connection.disconnect()
@@ -213,6 +218,7 @@ class BleTerminal:
         except hci.HCI_Error:  # RootCanal refuses it once a phone has connected
             log.debug("stop_advertising refused by the controller", exc_info=True)
         await self.device.power_off()
+        self._changed()
 
     # ---------------------------------------------------------------- physical actions
     def present_card(self, card: VirtualCard, mode: EntryMode, brand: str | None = None) -> None:
@@ -246,7 +252,10 @@ class BleTerminal:
         return self._pending_code is not None and not self._pending_code.done()
 
     def set_battery(self, level: int) -> None:
+        """The battery's charge; at 0 % the terminal switches itself off (links drop, the
+        journal keeps where its transaction was)."""
         self.engine.set_battery(level)
+        self._after_engine()
 
     async def drop_links(self) -> int:
         """Cut every phone's link at once (radio interference, a wall): the phones see a link
@@ -399,6 +408,7 @@ class BleTerminal:
                     await self._forget_phone(link)
         self._reschedule()
         self._changed()
+        self._check_power()
 
     # ---------------------------------------------------------------- engine plumbing
     def _now(self) -> float:
@@ -413,6 +423,14 @@ class BleTerminal:
         self._spawn(self._flush(reply_to=None))
         self._reschedule()
         self._changed()
+        self._check_power()
+
+    def _check_power(self) -> None:
+        """An empty battery switches the terminal off (once its last events are out)."""
+        if self.engine.power_off_requested and self.device.powered_on and not self._powering_off:
+            self._powering_off = True
+            log.warning("battery empty: terminal %s switches off", self.engine.profile.name)
+            self._spawn(self.stop())
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -434,6 +452,8 @@ class BleTerminal:
     async def _flush(self, reply_to: _Link | None) -> None:
         """Send what the engine emitted: replies to the asking phone, the rest to all."""
         async with self._send_lock:
+            if self.data is not None:  # journaled before any result leaves the terminal
+                self.data.save_journal(self.engine.drain_journal_changes())
             for event in self.engine.drain_events():
                 if isinstance(event, SetupResponse) and event.result == "completed":
                     self._save_configuration()

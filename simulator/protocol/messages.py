@@ -196,8 +196,10 @@ class CardAcquisitionResponse(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class TransactionStatusResponse(Event):
-    """What the terminal knows of a transaction: ``state`` is a terminal state name or
-    ``unknown``; ``result`` is set once the transaction ended."""
+    """What the terminal's journal knows of a transaction (kept across power cycles):
+    ``state`` is a terminal state name or ``unknown`` (never received); ``result`` is set once
+    the transaction ended, with what its final event carried, so that a phone whose link
+    dropped before that event can finish the flow (receipts included)."""
 
     in_reply_to: int
     transaction_id: str
@@ -205,6 +207,16 @@ class TransactionStatusResponse(Event):
     result: str | None = None
     response_code: str | None = None
     authorisation_code: str | None = None
+    kind: str | None = None  # payment | capture
+    amount: int | None = None
+    currency: str | None = None
+    brand: str | None = None
+    masked_pan: str | None = None
+    entry_mode: str | None = None
+    message: str = ""
+    receipt: list[str] = field(default_factory=list)
+    merchant_receipt: list[str] = field(default_factory=list)
+    cardholder_verification: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,11 +20,12 @@ this itself; see ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -61,6 +62,7 @@ from simulator.protocol.messages import (
     TransactionStatusResponse,
 )
 from simulator.protocol.response_codes import response_message
+from simulator.terminal.journal import JournalEntry
 from simulator.terminal.profile import TerminalProfile
 from simulator.terminal.screen import SCREEN_WIDTH, Screen, format_amount
 
@@ -96,6 +98,11 @@ SCA_FAILED = "Paiement refusé par la banque : authentification forte non reconn
 VERIFICATION_APPROVALS = ("85",)
 COUNTRY_FRANCE = "0250"
 NO_CARD_DATA_KEY = "Clé de chiffrement absente : terminal à initialiser"
+POWER_LOST = "Transaction interrompue : le terminal s'est éteint"
+CANCELLED_FROM_APP = "Transaction annulée"
+CANCELLED_ON_TERMINAL = "Annulée sur le terminal"
+#: after the bank approved, a cancellation ends the transaction aborted: nothing is charged
+APPROVAL_CANCELLED = "l'accord de la banque est annulé, rien n'est débité"
 
 
 def select_application(card: VirtualCard, brand: str | None = None) -> Application | None:
@@ -174,6 +181,12 @@ class Transaction:
     kind: str = "payment"
     #: the brand the cardholder chose on a co-badged card, for every read of this payment
     chosen_brand: str | None = None
+    #: a cancellation (app or red key) arrived while the bank was deciding: whatever the bank
+    #: answers, the transaction ends aborted (an approval is then reversed by the backend)
+    abort_requested: bool = False
+    #: the request at the bank, sent again if the phone asks the status while it is
+    #: unanswered (its link dropped: the request or its answer may be lost)
+    authorisation_request: AuthorisationRequest | None = field(default=None, repr=False)
 
     @property
     def is_capture(self) -> bool:
@@ -192,6 +205,47 @@ class SetupProgressState:
     configuration: int = 0
     firmware: int = 0
     pending: MerchantSetup | None = None
+
+
+def journal_entry(txn: Transaction) -> JournalEntry:
+    """What the terminal keeps of a transaction across power cycles (never card data)."""
+    return JournalEntry(
+        transaction_id=txn.transaction_id,
+        kind=txn.kind,
+        amount=txn.amount,
+        currency=txn.currency,
+        reference=txn.reference,
+        state=txn.state.value,
+        response_code=txn.response_code,
+        authorisation_code=txn.authorisation_code,
+        brand=txn.brand,
+        masked_pan=txn.masked_pan,
+        entry_mode=txn.entry_mode.value if txn.entry_mode else None,
+        cvm=txn.cvm,
+        message=txn.message,
+        receipt=tuple(txn.receipt),
+        merchant_receipt=tuple(txn.merchant_receipt),
+    )
+
+
+def transaction_from_entry(entry: JournalEntry) -> Transaction:
+    return Transaction(
+        transaction_id=entry.transaction_id,
+        amount=entry.amount,
+        currency=entry.currency,
+        reference=entry.reference,
+        state=State(entry.state),
+        response_code=entry.response_code,
+        authorisation_code=entry.authorisation_code,
+        brand=entry.brand,
+        masked_pan=entry.masked_pan,
+        entry_mode=EntryMode(entry.entry_mode) if entry.entry_mode else None,
+        message=entry.message,
+        receipt=list(entry.receipt),
+        merchant_receipt=list(entry.merchant_receipt),
+        cvm=entry.cvm,  # type: ignore[arg-type]
+        kind=entry.kind,
+    )
 
 
 class TerminalError(Exception):
@@ -230,6 +284,11 @@ class TerminalEngine:
         self.state = State.IDLE
         self.current: Transaction | None = None
         self.journal: dict[str, Transaction] = {}
+        #: transactions changed since the driver last saved the journal (see
+        #: :meth:`drain_journal_changes`)
+        self._journal_changes: dict[str, Transaction] = {}
+        #: the battery reached 0 %: the driver must power the terminal off
+        self.power_off_requested = False
         self._random_bytes = random_bytes
         self._events: list[Event] = []
         self._deadline: float | None = None
@@ -251,6 +310,29 @@ class TerminalEngine:
         """Events to send to the phone, in order; the queue is emptied."""
         events, self._events = self._events, []
         return events
+
+    def drain_journal_changes(self) -> list[JournalEntry]:
+        """Snapshots of the transactions changed since the last call, for the driver to
+        write to durable storage BEFORE it sends the events of :meth:`drain_events` (a result
+        never reaches the phone before it is journaled)."""
+        changes, self._journal_changes = self._journal_changes, {}
+        return [journal_entry(txn) for txn in changes.values()]
+
+    def restore_journal(self, entries: Iterable[JournalEntry]) -> list[JournalEntry]:
+        """Power-on: reload the journal kept across the power cycle. A transaction that was
+        still under way when the power went is over: it ends aborted (the card is gone, its
+        screens too; the phone learns it with a :class:`TransactionStatusRequest`). Returns
+        the entries changed that way, to write back."""
+        changed = []
+        for entry in entries:
+            txn = transaction_from_entry(entry)
+            if txn.state not in FINAL_STATES:
+                txn.state = State.ABORTED
+                txn.response_code = None
+                txn.message = POWER_LOST
+                changed.append(journal_entry(txn))
+            self.journal[txn.transaction_id] = txn
+        return changed
 
     def handle_command(
         self, command: Command, now: float, calendar: dt.datetime, *, secure: bool
@@ -408,12 +490,22 @@ class TerminalEngine:
             self._show(now, "CODE FAUX", f"ESSAIS RESTANTS : {tries}", "SAISISSEZ VOTRE CODE")
 
     def press_red_key(self, now: float) -> None:
-        """The cardholder (or merchant) cancels on the terminal: nothing is charged. Once the
-        request has gone to the bank, the red key no longer stops it."""
+        """The cardholder (or merchant) cancels on the terminal: nothing is charged. While
+        the bank decides, the cancellation waits for its answer and the transaction then ends
+        aborted (an approval is reversed by the backend when the phone reports the result)."""
         txn = self.current
-        if txn is None or self.state not in (State.WAITING_FOR_CARD, State.PIN_ENTRY):
+        if txn is None or self.state in FINAL_STATES or self.state is State.IDLE:
             return  # nothing to cancel: the key does nothing, as on a real terminal
-        self._finish(txn, State.ABORTED, now, code=None, message="Annulée sur le terminal")
+        self._cancel(txn, now, CANCELLED_ON_TERMINAL)
+
+    def _cancel(self, txn: Transaction, now: float, message: str) -> None:
+        if self.state is State.AUTHORISING:
+            if not txn.abort_requested:
+                txn.abort_requested = True
+                txn.message = message
+                self._show(now, self._header(txn), "ANNULATION", "VEUILLEZ PATIENTER")
+            return
+        self._finish(txn, State.ABORTED, now, code=None, message=message)
 
     def remove_card(self, now: float) -> None:
         """The cardholder pulls the inserted card out. Before the end, the payment aborts."""
@@ -476,21 +568,20 @@ class TerminalEngine:
         self._show(now, self._header(txn), step, "VEUILLEZ PATIENTER")
         emv = dict(read.emv)
         emv["9F34"] = CVM_RESULTS[cvm]
-        self._emit(
-            AuthorisationRequest(
-                transaction_id=txn.transaction_id,
-                amount=txn.amount,
-                currency=txn.currency,
-                entry_mode=read.entry_mode.value,
-                brand=read.brand,
-                masked_pan=mask_pan(read.pan),
-                application_label=read.application.label,
-                aid=read.application.aid,
-                card_data=sealed,
-                emv=emv,
-                cvm=cvm,
-            )
+        txn.authorisation_request = AuthorisationRequest(
+            transaction_id=txn.transaction_id,
+            amount=txn.amount,
+            currency=txn.currency,
+            entry_mode=read.entry_mode.value,
+            brand=read.brand,
+            masked_pan=mask_pan(read.pan),
+            application_label=read.application.label,
+            aid=read.application.aid,
+            card_data=sealed,
+            emv=emv,
+            cvm=cvm,
         )
+        self._emit(txn.authorisation_request)
 
     # ---------------------------------------------------------------- first-time setup
     @property
@@ -599,6 +690,7 @@ class TerminalEngine:
         self.card_data_keys = None
         self.setup_progress = SetupProgressState()
         self.journal.clear()
+        self._journal_changes.clear()
         self.current = None
         self.state = State.IDLE
         self._deadline = None
@@ -657,6 +749,16 @@ class TerminalEngine:
         if cmd.transaction_id in self.journal:
             self._refuse(cmd, "duplicate_transaction", "Transaction déjà connue du terminal.")
             return False
+        if self.battery < self.profile.min_transaction_battery:
+            self._show(now, "BATTERIE FAIBLE", f"{self.battery} %", "RECHARGEZ LE TPE")
+            self._refuse(
+                cmd,
+                "battery_low",
+                f"Batterie du terminal trop faible ({self.battery} %, "
+                f"{self.profile.min_transaction_battery} % au moins) : rechargez-le avant "
+                "d'encaisser.",
+            )
+            return False
         self.journal[txn.transaction_id] = txn
         self.current = txn
         self.state = State.WAITING_FOR_CARD
@@ -686,6 +788,12 @@ class TerminalEngine:
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
         code = cmd.response_code
         message = cmd.message or response_message(code)
+        if txn.abort_requested:
+            # Cancelled while the bank decided: aborted whatever it said. An approval is
+            # not lost silently: the phone reports "aborted" and the backend reverses it.
+            reason = txn.message + (f" : {APPROVAL_CANCELLED}" if code == "00" else "")
+            self._finish(txn, State.ABORTED, now, code=None, message=reason)
+            return
         contactless_without_pin = txn.entry_mode is EntryMode.CONTACTLESS and txn.cvm == "none"
         if txn.is_capture:
             # Zero-amount account verification: 85 ("no reason to decline") saves the card.
@@ -732,20 +840,43 @@ class TerminalEngine:
             self._refuse(cmd, "nothing_to_abort", "Aucune transaction en cours à annuler.")
             return
         self._emit(CommandAccepted(in_reply_to=cmd.id, transaction_id=txn.transaction_id))
-        self._finish(txn, State.ABORTED, now, code=None, message="Transaction annulée")
+        self._cancel(txn, now, CANCELLED_FROM_APP)
 
     def _on_status_request(self, cmd: TransactionStatusRequest) -> None:
         txn = self.journal.get(cmd.transaction_id)
+        if txn is None:
+            self._emit(
+                TransactionStatusResponse(
+                    in_reply_to=cmd.id, transaction_id=cmd.transaction_id, state="unknown"
+                )
+            )
+            return
+        final = txn.state in FINAL_STATES
+        pending = txn.authorisation_request if self.state is State.AUTHORISING else None
         self._emit(
             TransactionStatusResponse(
                 in_reply_to=cmd.id,
                 transaction_id=cmd.transaction_id,
-                state=txn.state.value if txn else "unknown",
-                result=txn.state.value if txn and txn.state in FINAL_STATES else None,
-                response_code=txn.response_code if txn else None,
-                authorisation_code=txn.authorisation_code if txn else None,
+                state=txn.state.value,
+                result=txn.state.value if final else None,
+                response_code=txn.response_code,
+                authorisation_code=txn.authorisation_code,
+                kind=txn.kind,
+                amount=txn.amount,
+                currency=txn.currency,
+                brand=txn.brand,
+                masked_pan=txn.masked_pan,
+                entry_mode=txn.entry_mode.value if txn.entry_mode else None,
+                message=txn.message if final else "",
+                receipt=list(txn.receipt),
+                merchant_receipt=list(txn.merchant_receipt),
+                cardholder_verification=txn.cvm,
             )
         )
+        if txn is self.current and pending is not None and not txn.abort_requested:
+            # the same request again (same sealed data, same cryptogram): a phone whose link
+            # dropped relays it, or answers it with the answer it already has
+            self._emit(dataclasses.replace(pending, id=0))
 
     # ---------------------------------------------------------------- helpers
     def _finish(
@@ -754,6 +885,9 @@ class TerminalEngine:
         txn.state = self.state = state
         txn.response_code = code
         txn.message = message
+        txn.authorisation_request = None
+        if txn.card_read is not None:  # the card was read: the radio and the reader ran
+            self.set_battery(max(0, self.battery - self.profile.battery_per_transaction))
         if state is State.APPROVED:
             done = "CARTE ENREGISTRÉE" if txn.is_capture else "PAIEMENT ACCEPTÉ"
             self._show(now, self._header(txn), done)
@@ -833,11 +967,16 @@ class TerminalEngine:
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
+        if self.current is not None:  # every change of a transaction emits something
+            self._journal_changes[self.current.transaction_id] = self.current
 
     def set_battery(self, level: int) -> None:
-        if not 0 <= level <= 100:
-            raise ValueError(f"battery level {level} is not 0-100")
+        """The battery's charge in percent; at 0 the terminal must power off
+        (:attr:`power_off_requested`): a transaction under way ends with the power."""
+        if type(level) is not int or not 0 <= level <= 100:
+            raise ValueError(f"battery level {level!r} is not a whole number from 0 to 100")
         self.battery = level
+        self.power_off_requested = level == 0
 
 
 __all__ = [

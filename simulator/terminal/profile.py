@@ -37,6 +37,10 @@ class TerminalProfile:
     firmware_seconds: int = 240
     #: below this battery level (percent) first setup is refused
     min_setup_battery: int = 20
+    #: below this battery level (percent) payments and card captures are refused
+    min_transaction_battery: int = 5
+    #: percent of battery each transaction that reads a card costs
+    battery_per_transaction: int = 1
 
     @property
     def name(self) -> str:
@@ -68,6 +72,8 @@ class TerminalProfile:
             ("configuration_seconds", 90, 1),
             ("firmware_seconds", 240, 1),
             ("min_setup_battery", 20, 0),
+            ("min_transaction_battery", 5, 0),
+            ("battery_per_transaction", 1, 0),
         ):
             value = data.get(name, default)
             if type(value) is not int or value < low:

@@ -85,7 +85,12 @@ EXPECTED = {
     "Aucune opération en cours.",
     "Annulation demandée",
     "Résultat du paiement inconnu : la banque a donné son accord mais le terminal ne l'a pas "
-    "confirmé. Vérifiez le paiement avant de relancer.",
+    "confirmé. Il sera vérifié auprès du terminal dès sa reconnexion ; ne relancez pas le "
+    "paiement d'ici là.",
+    "Terminal reconnecté : transaction {…}",
+    "Terminal injoignable : impossible de connaître le résultat de la transaction pour l'instant.",
+    "Réponse de la banque renvoyée au terminal",
+    "{…} : {…} selon le terminal",
     "Terminal : {…}",
     "Carte lue : {…} {…}",
     "Vérification de la carte auprès de la banque…",

@@ -1189,12 +1189,48 @@ def test_the_red_key_cancels_while_waiting_and_does_nothing_when_idle(rig: Rig) 
     assert (response.result, response.message) == ("aborted", "Annulée sur le terminal")
 
 
-def test_the_red_key_cannot_stop_a_request_already_at_the_bank(rig: Rig) -> None:
+@pytest.mark.parametrize("how", ["red_key", "app"])
+def test_a_cancellation_while_the_bank_decides_turns_its_approval_into_an_abort(
+    rig: Rig, how: str
+) -> None:
+    rig.pay(2000)
+    rig.tap(card("visa"), T0 + 1)
+    if how == "red_key":
+        rig.engine.press_red_key(T0 + 2)
+        events = rig.engine.drain_events()
+    else:
+        events = rig.command(AbortRequest(id=rig.take_id(), transaction_id=TXN), T0 + 2)
+        assert only(events, CommandAccepted).transaction_id == TXN
+    # The request is at the bank: the terminal waits for its answer, says it is cancelling.
+    assert rig.state() is State.AUTHORISING
+    assert rig.engine.screen.lines == ("20,00 EUR", "ANNULATION", "VEUILLEZ PATIENTER")
+    response = only(rig.answer("00", T0 + 3, auth_code="A1B2C3"), PaymentResponse)
+    assert response.result == "aborted"
+    assert response.receipt == []  # nothing printed: nothing is charged
+    why = "Annulée sur le terminal" if how == "red_key" else "Transaction annulée"
+    assert response.message == f"{why} : l'accord de la banque est annulé, rien n'est débité"
+    assert rig.state() is State.ABORTED
+
+
+def test_a_cancellation_while_the_bank_declines_ends_aborted_without_reversal_words(
+    rig: Rig,
+) -> None:
     rig.pay(2000)
     rig.tap(card("visa"), T0 + 1)
     rig.engine.press_red_key(T0 + 2)
-    assert rig.engine.drain_events() == []
-    assert rig.state() is State.AUTHORISING
+    rig.engine.press_red_key(T0 + 2.5)  # pressed twice: one cancellation
+    rig.engine.drain_events()
+    response = only(rig.answer("51", T0 + 3), PaymentResponse)
+    assert (response.result, response.message) == ("aborted", "Annulée sur le terminal")
+
+
+def test_a_cancelled_request_whose_answer_never_comes_times_out_aborted(rig: Rig) -> None:
+    rig.pay(2000)
+    rig.tap(card("visa"), T0 + 1)
+    rig.engine.press_red_key(T0 + 2)
+    rig.engine.on_timer(T0 + 1 + TIMEOUTS.authorisation)
+    response = only(rig.engine.drain_events(), PaymentResponse)
+    assert response.result == "aborted"
 
 
 def test_a_phone_wallet_cannot_be_inserted(rig: Rig) -> None:
@@ -1335,3 +1371,94 @@ def test_a_factory_reset_forgets_the_configuration() -> None:
     engine.factory_reset(T0 + 500)
     assert not engine.configured
     assert engine.journal == {}
+
+
+# ------------------------------------------------------------------ journal and battery
+def test_every_change_of_a_transaction_is_offered_to_the_journal(rig: Rig) -> None:
+    rig.pay(2000)
+    [entry] = rig.engine.drain_journal_changes()
+    assert (entry.transaction_id, entry.state, entry.amount) == (TXN, "waiting_for_card", 2000)
+    assert rig.engine.drain_journal_changes() == []  # nothing changed since
+    rig.tap(card("visa"), T0 + 1)
+    [entry] = rig.engine.drain_journal_changes()
+    assert entry.state == "authorising"
+    assert entry.masked_pan == "************" + CARDS["visa"].pan[-4:]
+    rig.answer("00", T0 + 2, auth_code="A1B2C3")
+    [entry] = rig.engine.drain_journal_changes()
+    assert (entry.state, entry.authorisation_code) == ("approved", "A1B2C3")
+    assert "TICKET CLIENT" in entry.receipt
+    assert CARDS["visa"].pan not in repr(entry)  # never card data
+
+
+def test_a_restored_journal_answers_status_and_ends_what_the_power_cut(rig: Rig) -> None:
+    rig.pay(2000)
+    rig.tap(card("visa"), T0 + 1)
+    rig.answer("00", T0 + 2, auth_code="A1B2C3")
+    done = rig.engine.drain_journal_changes()
+    rig.pay(3000, txn="T-0002", now=T0 + 10)
+    rig.tap(card("visa"), T0 + 11)
+    cut = rig.engine.drain_journal_changes()  # T-0002 was at the bank when the power went
+
+    rebooted = Rig()
+    changed = rebooted.engine.restore_journal(done + cut)
+    assert [(e.transaction_id, e.state) for e in changed] == [("T-0002", "aborted")]
+
+    def status(txn: str) -> TransactionStatusResponse:
+        command = TransactionStatusRequest(id=rebooted.take_id(), transaction_id=txn)
+        return only(rebooted.command(command, T0), TransactionStatusResponse)
+
+    approved = status(TXN)
+    assert (approved.result, approved.authorisation_code) == ("approved", "A1B2C3")
+    assert approved.receipt
+    assert tuple(approved.receipt) == done[0].receipt
+    assert (approved.kind, approved.amount) == ("payment", 2000)
+    interrupted = status("T-0002")
+    assert interrupted.result == "aborted"
+    assert interrupted.message == "Transaction interrompue : le terminal s'est éteint"
+    # the journal remembers the ids: the same transaction cannot start again
+    refused = refusal(rebooted.pay(2000, txn=TXN))
+    assert refused.code == "duplicate_transaction"
+
+
+def test_status_of_a_transaction_in_progress_has_no_result_yet(rig: Rig) -> None:
+    rig.pay(2000)
+    command = TransactionStatusRequest(id=rig.take_id(), transaction_id=TXN)
+    status = only(rig.command(command, T0 + 1), TransactionStatusResponse)
+    assert (status.state, status.result, status.message) == ("waiting_for_card", None, "")
+
+
+def test_each_card_read_costs_battery(rig: Rig) -> None:
+    start = rig.engine.battery
+    rig.pay(2000)
+    rig.tap(card("visa"), T0 + 1)
+    rig.answer("00", T0 + 2, auth_code="A1B2C3")
+    assert rig.engine.battery == start - PROFILE.battery_per_transaction
+    rig.engine.on_timer(T0 + 10)
+    rig.pay(2000, txn="T-0002", now=T0 + 11)
+    rig.command(AbortRequest(id=rig.take_id(), transaction_id="T-0002"), T0 + 12)
+    assert rig.engine.battery == start - PROFILE.battery_per_transaction  # no card, no cost
+
+
+def test_below_the_threshold_payments_are_refused_with_the_level(rig: Rig) -> None:
+    rig.engine.set_battery(PROFILE.min_transaction_battery - 1)
+    refused = only(rig.pay(2000), Error)
+    assert refused.code == "battery_low"
+    assert refused.message == (
+        "Batterie du terminal trop faible (4 %, 5 % au moins) : rechargez-le avant d'encaisser."
+    )
+    assert rig.engine.screen.lines == ("BATTERIE FAIBLE", "4 %", "RECHARGEZ LE TPE")
+    assert rig.state() is State.IDLE
+    assert TXN not in rig.engine.journal  # refused: the id may be used again once charged
+    rig.engine.set_battery(50)
+    assert only(rig.pay(2000), CommandAccepted).transaction_id == TXN
+
+
+def test_an_empty_battery_asks_the_driver_to_power_off(rig: Rig) -> None:
+    def off() -> bool:  # read through a call: no narrowing across set_battery
+        return rig.engine.power_off_requested
+
+    assert not off()
+    rig.engine.set_battery(0)
+    assert off()
+    with pytest.raises(ValueError, match="whole number from 0 to 100"):
+        rig.engine.set_battery(101)

@@ -311,7 +311,8 @@ def test_random_sequences_never_break_the_terminal(sequence: list[Send | Garbage
     if current is not None and terminal.engine.state not in (State.IDLE, *_FINAL):
         terminal.last_id += 1
         terminal.send(AbortRequest(id=terminal.last_id, transaction_id=current.transaction_id))
-    terminal.act(Act("wait", seconds=10.0))
+    # A cancellation while the bank decides waits for its answer, or for the timeout.
+    terminal.act(Act("wait", seconds=terminal.engine.timeouts.authorisation + 1.0))
     terminal.last_id += 1
     payment = PaymentRequest(
         id=terminal.last_id,
