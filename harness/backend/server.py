@@ -21,6 +21,7 @@ listed by ``GET /api/customers/{id}/payment-methods`` and pay an invoice with ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -255,6 +256,9 @@ class BackendServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reopening: asyncio.Task[None] | None = None
         self._url: str | None = None
+        #: what the middlewares say of requests in flight, for the request log ("replayed",
+        #: "injected 503 …"), by ``id(request)``
+        self._notes: dict[int, str] = {}
         #: answers kept under their ``Idempotency-Key`` (see :class:`IdempotencyKeys`)
         self.idempotency = IdempotencyKeys()
         self.app = web.Application(
@@ -682,7 +686,7 @@ class BackendServer:
                 status=0 if response is None else response.status,
                 request_body=redact_pans(request_body)[:LOGGED_BODY_LIMIT],
                 response_body=redact_pans(response_body)[:LOGGED_BODY_LIMIT],
-                note=str(request.get(_NOTE, "")),
+                note=self._notes.get(id(request), ""),
             )
         )
         logger.debug("backend: %s", self.request_log[-1])
@@ -707,8 +711,6 @@ def _routes(app: web.Application) -> Iterator[Route]:
 RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")  # ISO 8583 field 39
 
 
-#: Where the middlewares leave a word for the request log ("replayed", "injected 503 …").
-_NOTE = "tpe_sim.note"
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: How an injected error answers (a real gateway's words); any other status: "http_error".
 INJECTED_ERRORS: Mapping[int, tuple[str, str]] = {
@@ -724,22 +726,34 @@ INJECTED_ERRORS: Mapping[int, tuple[str, str]] = {
 
 @web.middleware
 async def _exchange_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Log every exchange (outermost: it sees injected faults and replays too)."""
+    """Log every exchange (outermost: it sees injected faults and replays too), then call the
+    ``after_change`` hooks."""
+    backend = request.app[BACKEND]
     response: web.StreamResponse
     try:
-        response = await handler(request)
-    except asyncio.CancelledError:
-        if request.get(_NOTE):  # a connection cut on purpose: log it, then cut it
-            await request.app[BACKEND].record_exchange(request, None)
-        raise
-    except Exception:  # a bug in a middleware: still a JSON answer
-        logger.exception("unexpected error on %s %s", request.method, request.path)
-        response = error_response("internal_error", "Erreur interne du serveur.")
-    await request.app[BACKEND].record_exchange(request, response)
+        try:
+            response = await handler(request)
+        except (asyncio.CancelledError, ConnectionError):
+            # The connection was cut: on purpose (a fault), or the client went away before
+            # its request could be read. Log it, then let aiohttp close it, as it does for a
+            # client gone mid-request.
+            await backend.record_exchange(request, None)
+            _after_change(request)
+            raise asyncio.CancelledError from None
+        except Exception:  # a bug in a middleware: still a JSON answer
+            logger.exception("unexpected error on %s %s", request.method, request.path)
+            response = error_response("internal_error", "Erreur interne du serveur.")
+        await backend.record_exchange(request, response)
+    finally:
+        backend._notes.pop(id(request), None)
+    _after_change(request)
+    return response
+
+
+def _after_change(request: web.Request) -> None:
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         for hook in request.app[BACKEND].after_change:
             hook()
-    return response
 
 
 @web.middleware
@@ -754,6 +768,10 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
     while (fault := plan.strike(("fail", "delay"), method, path, name)) is not None:
         _note(request, fault.describe())
         if fault.kind == "delay":
+            # Received in full, then slow to handle: a client that gives up meanwhile does not
+            # stop the request from reaching the store (its retry must not apply it twice).
+            with contextlib.suppress(web.HTTPException):  # too large: the handler says so
+                await request.read()
             await asyncio.sleep(fault.seconds)
             continue  # a fault armed meanwhile may strike too
         return _injected(request, fault.status)
@@ -766,8 +784,9 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def _note(request: web.Request, note: str) -> None:
-    previous = request.get(_NOTE)
-    request[_NOTE] = note if not previous else f"{previous}; {note}"
+    notes = request.app[BACKEND]._notes
+    previous = notes.get(id(request))
+    notes[id(request)] = note if not previous else f"{previous}; {note}"
 
 
 def _injected(request: web.Request, status: int | None) -> web.Response:
