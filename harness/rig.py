@@ -175,6 +175,8 @@ class World:
         self._payment: asyncio.Task[Any] | None = None
         self._cards: dict[str, VirtualCard] = {}
         self._extra_apps: list[InvoicingApp] = []  # every app started, to close them all
+        #: terminals added with :meth:`add_terminal` (the main one is :attr:`terminal`)
+        self.other_terminals: list[BleTerminal] = []
         #: faults waiting for a named moment (:meth:`at_moment`), and those that struck
         self._moment_actions: list[tuple[str, int, Callable[[], Awaitable[None]]]] = []
         self._moment_tracker = MomentTracker()
@@ -368,6 +370,8 @@ class World:
             if app.phone.device.powered_on:
                 await app.phone.stop()
         await self.terminal.stop()
+        for terminal in self.other_terminals:
+            await terminal.stop()
         await self.backend.stop()
         for transport in list(self._transports.values()):
             await transport.close()
@@ -428,13 +432,46 @@ class World:
     # ------------------------------------------------------------------ the people
     async def _user_compares_codes(self, code: str) -> bool:
         """The technician reads the code on the phone and on the terminal, and answers both."""
+        terminals = [self.terminal, *self.other_terminals]
         await self.wait_until(
-            lambda: self.terminal.awaiting_code_confirmation, "the terminal to show its code", 30.0
+            lambda: any(t.awaiting_code_confirmation for t in terminals),
+            "the terminal to show its code",
+            30.0,
         )
-        same = f"CODE {code}" in self.terminal.engine.screen.lines
+        terminal = next(t for t in terminals if t.awaiting_code_confirmation)
+        same = f"CODE {code}" in terminal.engine.screen.lines
         answer = self.config.pairing_answer
-        self.terminal.press_key("green" if same and answer != "refuse_on_terminal" else "red")
+        terminal.press_key("green" if same and answer != "refuse_on_terminal" else "red")
         return same and answer != "refuse_on_phone"
+
+    def add_terminal(self, profile: str) -> BleTerminal:
+        """A second terminal in the shop (a colleague's), on the same air, already set up for
+        this merchant. The facade's cardholder acts on :attr:`terminal`; on this one, call its
+        own ``present_card`` / ``enter_pin``. A phone picks it by name at association."""
+        return self.run(self._add_terminal(profile))
+
+    async def _add_terminal(self, key: str) -> BleTerminal:
+        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        if key not in profiles:
+            raise ProfileError(f"no terminal profile {key!r} in terminals.yaml")
+        profile = profiles[key]
+        if profile.serial == self.profile.serial:
+            raise ProfileError(f"terminal {profile.serial} is already in the shop")
+        data = TerminalDataFolder(self.data_dir / f"terminal-{profile.serial}", profile.serial)
+        merchant = self.store.merchant
+        setup = MerchantSetup(merchant.name, merchant.city, merchant.contract_number)
+        firmware = profile.firmware_update or profile.firmware
+        data.save_configuration(setup, firmware)
+        engine = TerminalEngine(profile, setup, self.config.timeouts, firmware=firmware)
+        initial_key, initial_key_id = self.keys.terminal_keys(profile.serial)
+        engine.load_initial_key(initial_key, initial_key_id, data.load_counter())
+        terminal = BleTerminal(
+            await self._device(profile.name, profile.address), engine, self.calendar, data
+        )
+        terminal.listeners.append(self._changed.set)
+        await terminal.start()
+        self.other_terminals.append(terminal)
+        return terminal
 
     def unpaid_invoice(self, at_most_cents: int | None = None) -> str | None:
         """The number of the first unpaid invoice (due at most ``at_most_cents``), if any."""
@@ -450,13 +487,14 @@ class World:
 
     async def _user_types_passkey(self) -> str | None:
         """The technician reads the passkey on the terminal's screen and types it."""
-        await self.wait_until(
-            lambda: any(line.startswith("CODE ") for line in self.terminal.engine.screen.lines),
-            "the terminal to show its passkey",
-            30.0,
-        )
-        lines = self.terminal.engine.screen.lines
-        shown = next(line for line in lines if line.startswith("CODE "))
+        terminals = [self.terminal, *self.other_terminals]
+
+        def shown_codes() -> list[str]:
+            lines = [line for t in terminals for line in t.engine.screen.lines]
+            return [line for line in lines if line.startswith("CODE ")]
+
+        await self.wait_until(lambda: bool(shown_codes()), "the terminal to show its passkey", 30.0)
+        shown = shown_codes()[0]
         code = shown.removeprefix("CODE ")
         if self.config.pairing_answer == "refuse_on_phone":
             return None

@@ -376,6 +376,10 @@ class InvoicingApp:
                     "Le paiement par TPE n'est pas activé dans le module Facturation.",
                 )
             )
+        if invoice.get("status") == "paid":
+            raise self._fail(
+                PhoneError("invoice_already_paid", f"La facture {number} est déjà réglée.")
+            )
         await self._ensure_terminal()
         await self._settle_quietly()
         assert self.link is not None

@@ -70,6 +70,7 @@ EXPECTED = {
     "Terminal {…} oublié",
     "Un paiement est déjà en cours sur le terminal.",
     "Le paiement par TPE n'est pas activé dans le module Facturation.",
+    "La facture {…} est déjà réglée.",
     "Aucun terminal associé : association en cours…",
     "Reconnexion au terminal {…}…",
     "Terminal {…} déjà associé et connecté",
