@@ -213,7 +213,8 @@ class BackendClient:
             f"{self.base_url}{path}",
             data=data,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            # exact, in loop time (aiohttp rounds timeouts above ceil_threshold up to a second)
+            timeout=aiohttp.ClientTimeout(total=timeout, ceil_threshold=timeout + 1),
         ) as response:
             text = await response.text()
         self.received.append(text)
