@@ -9,6 +9,7 @@ from harness.backend.processor import (
     IssuerCard,
     Processor,
 )
+from harness.backend.faults import Fault, FaultPlan
 from harness.backend.seed import empty_store, load_processor, seed_store
 from harness.backend.server import BackendServer, RequestRecord
 from harness.backend.store import BackendError, BackendStore, Receipts
@@ -20,6 +21,8 @@ __all__ = [
     "BackendStore",
     "CardState",
     "Decision",
+    "Fault",
+    "FaultPlan",
     "IssuerCard",
     "Processor",
     "Receipts",
