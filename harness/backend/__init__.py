@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.backend.faults import Fault, FaultPlan
 from harness.backend.processor import (
     AuthorisationRequest,
     CardState,
@@ -9,7 +10,6 @@ from harness.backend.processor import (
     IssuerCard,
     Processor,
 )
-from harness.backend.faults import Fault, FaultPlan
 from harness.backend.seed import empty_store, load_processor, seed_store
 from harness.backend.server import BackendServer, RequestRecord
 from harness.backend.store import BackendError, BackendStore, Receipts
