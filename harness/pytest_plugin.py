@@ -25,6 +25,7 @@ STEP_MODULES = (
     "harness.steps.porteur",
     "harness.steps.empreinte",
     "harness.steps.association",
+    "harness.steps.incidents",
 )
 LOOPTIME_PLUGINS = ("looptime_plugin", "looptime_chronometers", "looptime_timeproxies")
 _WORLD_KEY = pytest.StashKey[World]()

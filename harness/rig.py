@@ -680,7 +680,9 @@ class World:
         if not isinstance(link, LocalLink):
             raise NotImplementedError("out of range needs the local link (LocalLink)")
         await self.terminal.drop_links()
-        controller = self.phone.device.host.controller if self.phone.device.host else None
+        host = self.phone.device.host
+        # the host talks to its controller through an AsyncPipeSink: the controller is behind
+        controller = getattr(host.controller, "sink", None) if host else None
         if isinstance(controller, Controller) and controller in link.controllers:
             # the terminate PDU is already on its way: the phone still learns of the loss
             link.remove_controller(controller)
@@ -706,10 +708,7 @@ class World:
     def phone_offline(self, on: bool = True) -> None:
         """The technician's phone loses (``on``) or gets back its network: the app's
         backend calls fail as unreachable; Bluetooth is unaffected."""
-        client = self.app.backend
-        if not hasattr(client, "offline"):
-            raise NotImplementedError("BackendClient.offline is not available yet")
-        setattr(client, "offline", on)  # noqa: B010 - set by name until it is typed
+        self.app.backend.offline = on
         self._changed.set()
 
     def backend_fault(
@@ -717,25 +716,28 @@ class World:
         kind: str,
         route: str | None = None,
         *,
-        status: int = 503,
+        status: int | None = 503,
         seconds: float = 0.0,
-        times: int = 1,
-        after: int = 0,
+        times: int | None = 1,
     ) -> None:
-        """Program the backend's fault plan (``server.faults``): ``fail`` ``route`` with
-        ``status`` ``times`` times (after ``after`` good calls), ``delay`` it ``seconds`` of
-        loop time ``times`` times, ``refuse_connections``, ``accept_connections``, ``clear``."""
-        faults: Any = getattr(self.backend, "faults", None)
-        if faults is None:
-            raise NotImplementedError("the backend has no fault plan yet (server.faults)")
-        if kind == "fail" and after:
-            faults.fail_after(route, after, status=status, times=times)
-        elif kind == "fail":
-            faults.fail(route, status, times)
+        """Arm the backend's fault plan (``self.backend.faults``, see
+        ``harness/backend/faults.py``): ``fail`` or ``fail_after`` ``route`` with ``status``
+        (None: cut the connection), ``delay`` it ``seconds`` of loop time, each ``times``
+        times (None: until cleared); or ``refuse_connections``, ``accept_connections``,
+        ``clear``. An unknown route is a ``ValueError`` listing the known ones."""
+        faults = self.backend.faults
+        if kind == "fail":
+            faults.fail(route or "*", status, times)
+        elif kind == "fail_after":
+            faults.fail_after(route or "*", status, times)
         elif kind == "delay":
-            faults.delay(route, seconds, times)
-        elif kind in ("refuse_connections", "accept_connections", "clear"):
-            getattr(faults, kind)()
+            faults.delay(route or "*", seconds, times)
+        elif kind == "refuse_connections":
+            faults.refuse_connections()
+        elif kind == "accept_connections":
+            faults.accept_connections()
+        elif kind == "clear":
+            faults.clear()
         else:
             raise ValueError(f"unknown backend fault {kind!r}")
         self._changed.set()

@@ -297,33 +297,50 @@ class Reboot:
     line: int = 0
 
 
-BackendFaultKind = Literal["fail", "delay", "refuse_connections", "accept_connections", "clear"]
-#: Backend routes a fault may target, by name (``docs/scenarios.md``).
+BackendFaultKind = Literal[
+    "fail", "fail_after", "delay", "refuse_connections", "accept_connections", "clear"
+]
+#: Backend routes a fault may name (the handlers of ``harness/backend/server.py``, as its
+#: fault plan knows them); a fault may also name ``METHOD /path`` with ``*`` segments, or ``*``.
 BACKEND_ROUTES = (
-    "invoice",
-    "billing",
+    "get_merchant",
+    "get_terminal",
+    "get_billing_settings",
+    "put_billing_settings",
+    "list_terminals",
+    "associate_terminal",
+    "list_customers",
+    "get_customer",
+    "list_invoices",
+    "get_invoice",
     "create_payment",
-    "authorisation",
-    "result",
-    "status",
-    "customer",
+    "get_payment",
+    "authorise_payment",
+    "record_result",
+    "get_receipts",
     "create_capture",
-    "verification",
-    "capture_result",
-    "payment_methods",
-    "terminals",
-    "merchant",
+    "get_capture",
+    "verify_capture",
+    "record_capture_result",
+    "list_payment_methods",
+    "create_token_payment",
+    "get_openapi",
 )
 
 
 @dataclass(frozen=True)
 class BackendFault:
+    """A fault of the backend's fault plan (``harness/backend/faults.py``): ``fail`` (answer
+    ``status`` before the store sees the request), ``fail_after`` (the store applies it, the
+    answer is lost), ``delay`` (``seconds`` of loop time), or the port refusing / accepting
+    connections, or ``clear``. ``status`` None cuts the connection; ``times`` None: until
+    cleared."""
+
     kind: BackendFaultKind
     route: str | None = None
-    status: int = 503
+    status: int | None = 503
     seconds: float = 0.0
-    times: int = 1
-    after: int = 0  # fail only: let this many calls through first
+    times: int | None = 1
     line: int = 0
 
 
@@ -350,6 +367,8 @@ Action: TypeAlias = (
     | PhoneOffline
 )
 FaultAction: TypeAlias = DropLink | OutOfRange | SetBattery | Reboot | BackendFault | PhoneOffline
+#: What may happen at a named moment: a fault, or the technician's cancel in the app.
+TimedAction: TypeAlias = FaultAction | CancelFromApp
 
 
 @dataclass(frozen=True)
@@ -357,7 +376,7 @@ class TimedFault:
     """A fault that strikes at a named moment (the ``occurrence``-th time it comes)."""
 
     moment: str
-    action: FaultAction
+    action: TimedAction
     occurrence: int = 1
     line: int = 0
 
@@ -594,7 +613,7 @@ def loads(
         raise ScenarioError(file, 0, "", f"not valid YAML: {exc}") from None
     if root is None:
         raise ScenarioError(file, 1, "", "the script is empty")
-    return _Reader(file, known).scenario(_At(root, "", file), path)
+    return _Reader(file, known).scenario(_At(root, "", file), path or Path(file))
 
 
 _TOP = ("name", "description", "world", "flow", "steps", "faults", "expect")
@@ -736,28 +755,33 @@ class _Reader:
 
     def backend(self, at: _At) -> BackendFault:
         if isinstance(at.node, ScalarNode):
-            kind = at.choice(("refuse_connections", "accept_connections", "clear"), "backend fault")
-            return BackendFault(kind, line=at.line)  # type: ignore[arg-type]
-        keys = at.mapping(("fail", "delay", "status", "seconds", "times", "after"))
-        kinds = [k for k in ("fail", "delay") if k in keys]
+            word = at.choice(("refuse_connections", "accept_connections", "clear"), "backend fault")
+            kind: BackendFaultKind = (
+                "clear"
+                if word == "clear"
+                else "refuse_connections"
+                if word == "refuse_connections"
+                else "accept_connections"
+            )
+            return BackendFault(kind, line=at.line)
+        keys = at.mapping(("fail", "fail_after", "delay", "status", "seconds", "times"))
+        kinds = [k for k in ("fail", "fail_after", "delay") if k in keys]
         if len(kinds) != 1:
-            raise at.error("give one of 'fail: ROUTE' or 'delay: ROUTE'")
-        kind = kinds[0]
-        route = keys[kind].choice(BACKEND_ROUTES, "route")
-        if kind == "fail" and "seconds" in keys:
+            raise at.error("give one of 'fail: ROUTE', 'fail_after: ROUTE' or 'delay: ROUTE'")
+        name = kinds[0]
+        route = _route(keys[name])
+        if name != "delay" and "seconds" in keys:
             raise keys["seconds"].error("only a 'delay' takes seconds")
-        if kind == "delay" and ("status" in keys or "after" in keys):
-            bad = "status" if "status" in keys else "after"
-            raise keys[bad].error("only a 'fail' takes a status or 'after'")
-        if kind == "delay" and "seconds" not in keys:
+        if name == "delay" and "status" in keys:
+            raise keys["status"].error("a 'delay' answers normally: no status")
+        if name == "delay" and "seconds" not in keys:
             raise at.error("a 'delay' needs 'seconds'")
         return BackendFault(
-            "fail" if kind == "fail" else "delay",
+            "fail" if name == "fail" else "fail_after" if name == "fail_after" else "delay",
             route=route,
-            status=keys["status"].integer(400, 599) if "status" in keys else 503,
+            status=_status(keys["status"]) if "status" in keys else 503,
             seconds=keys["seconds"].seconds(3600.0) if "seconds" in keys else 0.0,
-            times=keys["times"].integer(1, 1000) if "times" in keys else 1,
-            after=keys["after"].integer(0, 1000) if "after" in keys else 0,
+            times=_times(keys["times"]) if "times" in keys else 1,
             line=at.line,
         )
 
@@ -783,17 +807,25 @@ class _Reader:
         return card, brand
 
     def timed(self, at: _At) -> TimedFault:
-        keys = at.mapping(("at", "occurrence", *_FAULT_KEYS))
+        timed = (*_FAULT_KEYS, "cancel")
+        keys = at.mapping(("at", "occurrence", *timed))
         if "at" not in keys:
             raise at.error(f"missing 'at' (a moment: {', '.join(MOMENTS)})")
         moment = keys["at"].choice(MOMENTS, "moment")
-        actions = [k for k in keys if k in _FAULT_KEYS]
+        actions = [k for k in keys if k in timed]
         if len(actions) != 1:
-            raise at.error(f"one fault per entry ({', '.join(_FAULT_KEYS)}), not {len(actions)}")
+            raise at.error(f"one fault per entry ({', '.join(timed)}), not {len(actions)}")
         occurrence = keys["occurrence"].integer(1, 100) if "occurrence" in keys else 1
         if moment == "start" and occurrence != 1:
             raise keys["occurrence"].error("'start' comes once")
-        return TimedFault(moment, self._fault(actions[0], keys[actions[0]]), occurrence, at.line)
+        name, value = actions[0], keys[actions[0]]
+        action: TimedAction
+        if name == "cancel":
+            self._flag(value)
+            action = CancelFromApp(value.line)
+        else:
+            action = self._fault(name, value)
+        return TimedFault(moment, action, occurrence, at.line)
 
     # ---------------------------------------------------------------- expectation
     def expect(self, at: _At) -> Expectation:
@@ -815,6 +847,30 @@ class _Reader:
         if "app_says" in values:
             values["app_says"] = tuple(values["app_says"])
         return Expectation(**values, lines={name: value.line for name, value in keys.items()})
+
+
+def _route(at: _At) -> str:
+    value = at.string()
+    if value == "*" or value in BACKEND_ROUTES or "/" in value:
+        return value  # a path spec is checked against the server's routes when armed
+    raise at.error(
+        f"unknown route {value!r} (routes: {', '.join(BACKEND_ROUTES)}; or 'METHOD /path')"
+    )
+
+
+def _status(at: _At) -> int | None:
+    value = at.scalar()
+    if value == "cut":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+        return value
+    raise at.error(f"expected an HTTP error status (400-599) or 'cut', not {value!r}")
+
+
+def _times(at: _At) -> int | None:
+    if at.scalar() == "always":
+        return None
+    return at.integer(1, 1000)
 
 
 def _code(at: _At) -> str:

@@ -29,7 +29,6 @@ from harness.scenarios.model import (
     CaptureFlow,
     DropLink,
     EnterPin,
-    FaultAction,
     Insert,
     OutOfRange,
     PayAgain,
@@ -41,6 +40,7 @@ from harness.scenarios.model import (
     Scenario,
     SetBattery,
     Tap,
+    TimedAction,
     Wait,
 )
 from simulator.terminal import TerminalError, format_amount
@@ -69,6 +69,8 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     loop_seconds: float = 0.0
     wall_seconds: float = 0.0
+    result: str = "none"  # approved, declined, aborted, or none (no final word)
+    charged_cents: int = 0  # captured during the script, every invoice included
 
     @property
     def passed(self) -> bool:
@@ -127,6 +129,9 @@ class _Player:
         self.flow_started = False
         self.invoice_number: str | None = None
         self.customer_id: str | None = None
+        #: the captured payments and saved cards there were when the flow started
+        self._captured_before: set[str] = set()
+        self._methods_before = 0
 
     def note(self, text: str) -> None:
         self.notes.append(f"[{self.world.loop_elapsed:8.3f} s] {text}")
@@ -136,7 +141,6 @@ class _Player:
         world = self.world
         loop_start, wall_start = world.loop_elapsed, world.wall_elapsed
         try:
-            self._check_faults_available()
             self._prepare()
             self._run_flow()
         except ScriptCannotRun as exc:
@@ -144,6 +148,14 @@ class _Player:
         except _StepRefused as exc:
             return self._verdict(
                 "failed", differences=[str(exc)], loop_start=loop_start, wall=wall_start
+            )
+        except Exception as exc:  # a fault this world cannot arm, a bug: say so, go on
+            log.exception("scenario %s could not be played", self.scenario.name)
+            return self._verdict(
+                "error",
+                error=f"{type(exc).__name__}: {exc}",
+                loop_start=loop_start,
+                wall=wall_start,
             )
         except WorldTimeout as exc:
             return self._verdict(
@@ -178,24 +190,9 @@ class _Player:
             notes=self.notes,
             loop_seconds=self.world.loop_elapsed - loop_start,
             wall_seconds=self.world.wall_elapsed - wall,
+            result=self.outcome.result if self.outcome else "none",
+            charged_cents=self._charged(),
         )
-
-    def _check_faults_available(self) -> None:
-        actions: list[Action] = [*self.scenario.steps, *(f.action for f in self.scenario.faults)]
-        for action in actions:
-            if (
-                isinstance(action, BackendFault)
-                and getattr(self.world.backend, "faults", None) is None
-            ):
-                raise ScriptCannotRun(
-                    f"line {action.line}: backend faults are not available in this build "
-                    "(the backend has no fault plan)"
-                )
-            if isinstance(action, PhoneOffline) and not hasattr(self.world.app.backend, "offline"):
-                raise ScriptCannotRun(
-                    f"line {action.line}: a phone without network is not available in this "
-                    "build (BackendClient.offline)"
-                )
 
     def _prepare(self) -> None:
         world, scenario = self.world, self.scenario
@@ -356,14 +353,15 @@ class _Player:
                     status=fault.status,
                     seconds=fault.seconds,
                     times=fault.times,
-                    after=fault.after,
                 )
             case PhoneOffline():
                 world.phone_offline(fault.on)
+            case CancelFromApp():
+                world.cancel_from_app()
             case _:  # pragma: no cover - the model's faults are all matched
                 raise AssertionError(f"not a fault: {fault!r}")
 
-    def _fault_at_moment(self, fault: FaultAction, line: int) -> Callable[[], Awaitable[None]]:
+    def _fault_at_moment(self, fault: TimedAction, line: int) -> Callable[[], Awaitable[None]]:
         world = self.world
 
         async def strike() -> None:
@@ -376,6 +374,8 @@ class _Player:
                         await world.out_of_range_now(fault.seconds)
                     case Reboot():
                         world.reboot_soon()
+                    case CancelFromApp():  # its write needs the terminal: not from its hook
+                        world.spawn(self._cancel())
                     case _:
                         self._fault_now(fault)
             except Exception as exc:  # the terminal's hook runner would only log it
@@ -383,6 +383,12 @@ class _Player:
                 raise
 
         return strike
+
+    async def _cancel(self) -> None:
+        try:
+            await self.world.app.cancel()
+        except PhoneError as exc:
+            self.note(f"  the app says: {exc.message}")
 
     def _finish(self) -> None:
         world = self.world
@@ -476,7 +482,7 @@ class _Player:
             status = self.world.store.invoice(self.invoice_number).status
             parts.append(f"invoice {status}")
             parts.append(f"charged {format_amount(self._charged(), '€')}")
-        elif hasattr(self, "_methods_before"):
+        else:
             saved = len(self.world.store.payment_methods) > self._methods_before
             parts.append("card saved" if saved else "no card saved")
         return ", ".join(parts)

@@ -38,6 +38,22 @@ _TYPE_ORDER = {"given": 0, "when": 1, "then": 2, None: 3}
 
 # English renderings of the step phrases, keyed by the French phrase as `tpe-sim steps` lists it.
 ALIASES: Mapping[str, str] = {
+    # harness.steps.incidents
+    "le porteur suit le script « {name} »": "the cardholder follows the script « {name} »",
+    "le script se déroule comme prévu": "the script goes as it expects",
+    "le résultat du script est « {result} »": "the script's result is « {result} »",
+    "aucun montant n'est débité": "nothing is charged",
+    "le montant débité est de {amount}": "the amount charged is {amount}",
+    "le terminal revient à l'accueil": "the terminal is back on its welcome screen",
+    "le lien Bluetooth sera coupé au moment « {moment} »": (
+        "the Bluetooth link will drop at the moment « {moment} »"
+    ),
+    "le lien Bluetooth est coupé": "the Bluetooth link drops",
+    "le téléphone sort de portée pendant {seconds} secondes": (
+        "the phone goes out of range for {seconds} seconds"
+    ),
+    "la batterie du terminal est à {level} %": "the terminal's battery is at {level} %",
+    "la batterie du terminal tombe à {level} %": "the terminal's battery falls to {level} %",
     # harness.steps.paiement
     "le TPE est activé comme moyen de paiement dans le module Facturation": (
         "the TPE is enabled as a payment method in the Billing module"

@@ -125,3 +125,39 @@ def test_verbose_demo_logs_protocol_messages_and_backend_requests_but_no_pan(
     assert "backend: POST /api/payments/" in logged
     assert "4242424242424242" not in logged
     assert not [r for r in caplog.records if r.name.startswith("bumble")]
+
+
+SCRIPT = "flow:\n  payment: {at_most: 50}\nsteps:\n  - tap: visa\nexpect:\n  result: %s\n"
+
+
+def test_scenario_run_exit_codes_and_one_line_per_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "bon.yaml"
+    good.write_text(SCRIPT % "approved", encoding="utf-8")
+    assert main(["scenario", "run", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("✓ bon — approved, invoice paid")
+    assert "s loop time)" in out
+
+    wrong = tmp_path / "faux.yaml"
+    wrong.write_text(SCRIPT % "declined", encoding="utf-8")
+    assert main(["scenario", "run", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].startswith("✓ bon — ")
+    assert lines[1].startswith("✗ faux — approved")
+    assert "    expect.result (line 6): expected declined, got approved" in lines
+    assert lines[-1].startswith("1 passed, 1 failed, 0 invalid")
+    assert "[2/2] faux" in captured.err  # progress when several run
+
+
+def test_scenario_run_refuses_an_invalid_script_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "casse.yaml"
+    bad.write_text((SCRIPT % "approved").replace("tap: visa", "tap: vsia"), encoding="utf-8")
+    assert main(["scenario", "run", str(bad)]) == 2
+    assert f"{bad}:4: steps[0].tap: unknown card 'vsia'" in capsys.readouterr().err
+    assert main(["scenario", "run", str(tmp_path / "absent.yaml")]) == 2
+    assert "cannot read the script" in capsys.readouterr().err

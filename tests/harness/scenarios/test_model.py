@@ -8,6 +8,7 @@ import pytest
 
 from harness.fixtures import fixtures_dir
 from harness.scenarios.model import (
+    BACKEND_ROUTES,
     MOMENTS,
     BackendFault,
     CaptureFlow,
@@ -49,7 +50,7 @@ steps:
   - tap: {card: cb_visa, brand: VISA}
   - remove_card
   - out_of_range: 30
-  - backend: {fail: authorisation, status: 503, times: 2}
+  - backend: {fail: authorise_payment, status: 503, times: 2}
 faults:
   - at: pin_requested
     drop_link:
@@ -90,7 +91,7 @@ def test_a_good_script_loads_into_typed_values(tmp_path: Path) -> None:
     assert scenario.steps[3] == Tap("cb_visa", "VISA", 13)
     assert scenario.steps[4] == RemoveCard(14)
     assert scenario.steps[5] == OutOfRange(30.0, 15)
-    assert scenario.steps[6] == BackendFault("fail", "authorisation", 503, times=2, line=16)
+    assert scenario.steps[6] == BackendFault("fail", "authorise_payment", 503, times=2, line=16)
     assert [(f.moment, f.occurrence, f.line) for f in scenario.faults] == [
         ("pin_requested", 1, 18),
         ("authorisation_received", 2, 20),
@@ -121,7 +122,7 @@ def test_a_capture_flow_for_a_new_customer(tmp_path: Path) -> None:
         ("  - taps: visa", 13, "steps[3].taps", "unknown key 'taps'"),
         ("  - battery: 140", 13, "steps[3].battery", "140 is out of range (0 to 100)"),
         ("  - backend: {fail: paiement}", 13, "steps[3].backend.fail", "unknown route 'paiement'"),
-        ("  - backend: {delay: authorisation}", 13, "steps[3].backend", "needs 'seconds'"),
+        ("  - backend: {delay: authorise_payment}", 13, "steps[3].backend", "needs 'seconds'"),
     ],
 )
 def test_each_bad_step_names_its_line_and_field(
@@ -236,3 +237,11 @@ def test_folders_give_their_scripts_but_not_pending_ones(tmp_path: Path) -> None
     (tmp_path / "pending").mkdir()
     (tmp_path / "pending" / "c.yaml").write_text("x")
     assert [p.name for p in script_paths([tmp_path])] == ["a.yml", "b.yaml"]
+
+
+def test_the_backend_routes_a_script_may_name_are_the_servers() -> None:
+    from harness.backend import BackendServer
+    from harness.backend.seed import load_processor, seed_store
+
+    server = BackendServer(seed_store(fixtures_dir()), load_processor(fixtures_dir()))
+    assert set(BACKEND_ROUTES) == set(server.faults.route_names)
