@@ -316,8 +316,9 @@ class World:
         if transport is not None:  # RootCanal: its controller goes with the connection
             await transport.close()
             return
-        controller = device.host.controller if device.host else None
-        if isinstance(controller, Controller):
+        # the host talks to its controller through an AsyncPipeSink: the controller is behind
+        controller = getattr(device.host.controller, "sink", None) if device.host else None
+        if isinstance(controller, Controller) and controller in self.link.controllers:
             self.link.remove_controller(controller)
 
     async def _device(self, name: str, address: str) -> Device:
@@ -634,6 +635,11 @@ class World:
                 self.config.app_timeouts.payment,
             )
         )
+
+    @property
+    def flow_in_progress(self) -> bool:
+        """A payment or capture started by the facade has not ended yet."""
+        return self._payment is not None and not self._payment.done()
 
     @property
     def app_busy(self) -> bool:

@@ -12,7 +12,6 @@ Fonctionnalité: Batterie du terminal
     Alors le script se déroule comme prévu
     Et aucun montant n'est débité
 
-  @en_attente
-  Scénario: La batterie s'épuise pendant le paiement : rien n'est encaissé
+  Scénario: La batterie s'épuise pendant le paiement : rien n'est perdu, rien n'est payé deux fois
     Quand le porteur suit le script « batterie_a_zero_pendant_le_paiement »
     Alors le script se déroule comme prévu

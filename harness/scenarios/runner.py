@@ -330,10 +330,17 @@ class _Player:
             self.note(f"  the app says: {exc.message}")
 
     def _pay_again(self) -> None:
+        """While the first flow runs, the app refuses a second one at once; once it has
+        ended, this is the technician's next payment, judged at the end in its place."""
         number = self.invoice_number or self.world.unpaid_invoice()
         if number is None:
             raise ScriptCannotRun("pay_again: no invoice to pay")
-        self.world.run(self.world.app.pay_invoice(number))
+        if self.world.flow_in_progress:
+            self.world.run(self.world.app.pay_invoice(number))
+            return
+        self._finish()  # the first flow's end, noted
+        self.outcome, self.flow_error = None, None
+        self.world.start_payment(number)
 
     def _fault_now(self, fault: Action) -> None:
         world = self.world
