@@ -151,10 +151,16 @@ class StoredAnswer:
     status: int
     body: bytes
     content_type: str
+    charset: str | None
     at: datetime
 
     def response(self) -> web.Response:
-        response = web.Response(body=self.body, status=self.status, content_type=self.content_type)
+        response = web.Response(
+            body=self.body,
+            status=self.status,
+            content_type=self.content_type,
+            charset=self.charset,
+        )
         response.headers[REPLAYED_HEADER] = "true"
         return response
 
@@ -208,7 +214,12 @@ class IdempotencyKeys:
             if isinstance(response, web.Response) and response.status < 500:
                 body = response.body if isinstance(response.body, bytes) else b""
                 self.answers[key] = StoredAnswer(
-                    fingerprint, response.status, body, response.content_type, now
+                    fingerprint,
+                    response.status,
+                    body,
+                    response.content_type,
+                    response.charset,
+                    now,
                 )
             return Answer(response, replayed=False)
         finally:
