@@ -113,7 +113,8 @@ class StandaloneBackend:
             f"tpe-sim backend — {store.merchant.name} ({store.merchant.city})",
             f"Base : {self.options.db.resolve()} ({origin})",
             f"Données : {len(store.customers)} clients, {len(store.invoices)} factures dont "
-            f"{unpaid} à régler, {len(store.terminals)} terminaux associés",
+            f"{unpaid} à régler, {len(store.terminals)} "
+            f"{'terminal associé' if len(store.terminals) == 1 else 'terminaux associés'}",
             f"API : {self.server.url}",
             f"{READY_LINE} le backend répond. Ctrl-C pour l'arrêter.",
         ]

@@ -34,15 +34,21 @@ def test_the_backend_keeps_its_changes_across_a_restart(tmp_path: Path) -> None:
         assert invoices
         assert get(f"{backend.url}/api/billing/settings") == {"tpe_enabled": True}
         put(f"{backend.url}/api/billing/settings", {"tpe_enabled": False})
-        assert backend.interrupt() == 0  # Ctrl-C: a clean stop
-    assert "données restent dans" in backend.output
+        backend.process.kill()  # SIGKILL: no chance to save on the way out
+        backend.wait()
 
     with start_backend(db=db, seed=99) as again:  # the file wins over --seed
+        # saved when the request was answered, not at exit
         assert get(f"{again.url}/api/billing/settings") == {"tpe_enabled": False}
         assert get(f"{again.url}/api/invoices")["invoices"] == invoices
         assert "reprise de la base existante" in again.output
         assert "--seed 99 ignoré" in again.output
-        assert again.interrupt() == 0
+        put(f"{again.url}/api/billing/settings", {"tpe_enabled": True})
+        assert again.interrupt() == 0  # Ctrl-C: a clean stop
+    assert "données restent dans" in again.output
+
+    with start_backend(db=db) as third:
+        assert get(f"{third.url}/api/billing/settings") == {"tpe_enabled": True}
 
 
 def test_a_file_that_is_not_its_database_is_refused_untouched(tmp_path: Path) -> None:
