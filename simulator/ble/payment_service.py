@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bumble import gatt, gatt_client
+from bumble import att, gatt, gatt_client
 from bumble.core import UUID
 from bumble.device import Connection
 
@@ -23,6 +23,13 @@ COMMAND_CHARACTERISTIC_UUID = UUID("7e5a0002-8d1c-4b6e-9f2a-1d3c5b7e9a01")
 EVENT_CHARACTERISTIC_UUID = UUID("7e5a0003-8d1c-4b6e-9f2a-1d3c5b7e9a01")
 
 WriteHandler = Callable[[Connection, bytes], Awaitable[None]]
+
+
+def _not_readable(_connection: Connection) -> bytes:
+    """A read of the write-only command characteristic: refused at once with the ATT error
+    a peer expects (a generic GATT browser such as ``bumble-gatt-dump`` reads everything;
+    without this Bumble has no read function, logs a traceback and never answers)."""
+    raise att.ATT_Error(att.ATT_READ_NOT_PERMITTED_ERROR)
 
 
 class PaymentService(gatt.TemplateService):
@@ -35,7 +42,7 @@ class PaymentService(gatt.TemplateService):
             COMMAND_CHARACTERISTIC_UUID,
             properties=gatt.Characteristic.Properties.WRITE,
             permissions=gatt.Characteristic.WRITE_REQUIRES_ENCRYPTION,
-            value=gatt.CharacteristicValue(write=on_command_frame),
+            value=gatt.CharacteristicValue(read=_not_readable, write=on_command_frame),
         )
         self.event_characteristic: gatt.Characteristic[bytes] = gatt.Characteristic(
             EVENT_CHARACTERISTIC_UUID,

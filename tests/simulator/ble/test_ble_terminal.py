@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bumble import gatt
+from bumble.att import ATT_READ_NOT_PERMITTED_ERROR, ATT_Error
 from bumble.core import UUID
 
 from harness.app import PhoneError
@@ -134,3 +135,19 @@ def test_just_works_central_cannot_even_set_the_terminal_up() -> None:
         assert refused.value.code == "insecure_link"
         assert not world.terminal.engine.configured
         assert world.terminal.engine.state is State.IDLE
+
+
+def test_reading_the_write_only_command_characteristic_is_refused_at_once() -> None:
+    """A generic GATT browser reads every characteristic: the command one answers "read not
+    permitted" at once (not a 30 s ATT timeout) and the terminal goes on serving."""
+    with World() as world:
+        world.associate()
+        link = world.app.link
+        assert link is not None
+        started = world.loop_elapsed
+        with pytest.raises(ATT_Error) as refused:
+            world.run(link.peer.read_value(link.proxy.command))
+        assert refused.value.error_code == ATT_READ_NOT_PERMITTED_ERROR
+        assert world.loop_elapsed - started < 1.0  # answered, not timed out
+        world.run(link.send(DiagnosisRequest()))
+        assert isinstance(world.run(link.next_event(5.0)), DiagnosisResponse)
