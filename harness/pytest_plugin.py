@@ -175,9 +175,9 @@ def failure_report(world: World) -> str:
     parts.append("terminal screen history:")
     parts += [f"  {shot}" for shot in engine.screen.history]
     parts.append("last commands received by the terminal:")
-    parts += [f"  {cmd!r}" for cmd in world.terminal.commands_received[-10:]]
+    parts += [f"  {cmd!r}" for cmd in list(world.terminal.commands_received)[-10:]]
     parts.append("last events sent by the terminal:")
-    parts += [f"  {evt!r}" for evt in world.terminal.events_sent[-10:]]
+    parts += [f"  {evt!r}" for evt in list(world.terminal.events_sent)[-10:]]
     parts.append("app screen (last 10):")
     parts += [f"  {text}" for text in world.app.screen[-10:]]
     parts.append("backend requests (last 10):")

@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 #: The line printed once the terminal advertises and the control API listens.
 READY_LINE = "Prêt :"
 DEFAULT_DATA_ROOT = Path("tpe-sim-data")
+#: messages kept in memory for inspection: a terminal runs for days (its control panel keeps
+#: its own bounded log)
+MESSAGE_LOG_SIZE = 1000
 
 Printer = Callable[[str], None]
 
@@ -183,7 +186,13 @@ class StandaloneTerminal:
 
         if engine.configured:  # its key was injected at its first setup, kept since
             inject(engine)
-        self.terminal = BleTerminal(device, engine, data=data, on_setup_complete=inject)
+        self.terminal = BleTerminal(
+            device,
+            engine,
+            data=data,
+            on_setup_complete=inject,
+            message_log_size=MESSAGE_LOG_SIZE,
+        )
         await self.terminal.start()
         from harness.standalone.control import ControlServer  # the panel is optional to load
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -104,10 +105,14 @@ class BleTerminal:
         calendar: Callable[[], dt.datetime] = utc_now,
         data: TerminalDataFolder | None = None,
         on_setup_complete: Callable[[TerminalEngine], None] | None = None,
+        message_log_size: int | None = None,
     ) -> None:
         """``data``: the folder keeping bonds and configuration across restarts (none: they
         live in memory and die with the process). ``on_setup_complete``: the key-injection
-        host's part of first setup (it loads the card-data key into the engine)."""
+        host's part of first setup (it loads the card-data key into the engine).
+        ``message_log_size``: how many messages :attr:`events_sent` and
+        :attr:`commands_received` keep (None: all of them, for a test's leak scan; a terminal
+        that runs for days keeps the last ones only)."""
         self.device = device
         self.engine = engine
         self.data = data
@@ -124,10 +129,10 @@ class BleTerminal:
         self._loop = asyncio.get_running_loop()  # built inside the loop it serves
         self._tasks: set[asyncio.Task[None]] = set()
         self._powering_off = False
-        self.events_sent: list[Event] = []
+        self.events_sent: deque[Event] = deque(maxlen=message_log_size)
         #: Called after anything that may change what an observer sees (screen, state, links).
         self.listeners: list[Callable[[], None]] = []
-        self.commands_received: list[Command] = []
+        self.commands_received: deque[Command] = deque(maxlen=message_log_size)
         #: Awaited at each step a message takes (see :data:`HookPoint`): the control panel's
         #: live log, packet-level fault injection ("drop the link once the approval reached the
         #: terminal, before the result reaches the phone"). A hook may drop the link: an event
