@@ -426,7 +426,20 @@ class InvoicingApp:
             )
             invoice = await self.backend.invoice(number)
         except BackendError as error:
-            raise self._fail(PhoneError(error.code, error.message)) from None
+            if not _unanswered(error) or not (final.result == "approved" or self._approval_relayed):
+                raise self._fail(PhoneError(error.code, error.message)) from None
+            # The terminal's word is known but the backend did not record it: keep it and
+            # record it at the next chance; never ask for the payment again meanwhile.
+            self._remember_unsettled("payment", payment_id, transaction_id, number)
+            done = "accepté" if final.result == "approved" else "non abouti"
+            raise self._fail(
+                PhoneError(
+                    "result_not_recorded",
+                    f"Paiement {done} sur le terminal, mais pas encore enregistré : "
+                    f"{error.message} Il sera enregistré automatiquement au prochain paiement ; "
+                    "ne relancez pas le paiement de cette facture.",
+                )
+            ) from None
         outcome = PaymentOutcome(
             invoice_number=number,
             result=final.result,
@@ -507,7 +520,17 @@ class InvoicingApp:
             answer = await self.backend.capture_result(capture_id, transaction_id, final.result)
             methods = await self.backend.payment_methods(customer_id)
         except BackendError as error:
-            raise self._fail(PhoneError(error.code, error.message)) from None
+            if not _unanswered(error) or final.result != "approved":
+                raise self._fail(PhoneError(error.code, error.message)) from None
+            self._remember_unsettled("capture", capture_id, transaction_id, customer_id)
+            raise self._fail(
+                PhoneError(
+                    "result_not_recorded",
+                    "Carte vérifiée sur le terminal, mais pas encore enregistrée : "
+                    f"{error.message} Elle sera enregistrée automatiquement à la prochaine "
+                    "opération.",
+                )
+            ) from None
         method = answer.get("payment_method")
         outcome = CaptureOutcome(
             customer_id=customer_id,
@@ -730,8 +753,9 @@ class InvoicingApp:
             except BackendError as error:
                 self.show("error", f"{error.message}")
                 log.warning("could not settle %s: %s", item, error)
-                if error.code not in ("result_conflict", "not_found"):
+                if _unanswered(error):
                     continue  # the backend will be asked again next time
+                # refused (e.g. the approval lapsed meanwhile): the backend has decided
             else:
                 outcome = {"approved": "accepté", "declined": "refusé"}.get(result, "annulé")
                 self.show("settled", f"{what} : {outcome} selon le terminal")
@@ -763,6 +787,8 @@ class InvoicingApp:
                     self._approval_relayed |= answer.response_code == "00"
                     self._answers[read] = answer
                     await link.send(answer)
+                case Error() if event.code == "nothing_to_abort":
+                    self.show("cancel_refused", CANCEL_TOO_LATE)
                 case Error():
                     # e.g. the card was pulled out while the bank answered: the terminal
                     # refuses the late answer and its final event (aborted) settles it.
@@ -836,10 +862,16 @@ class InvoicingApp:
         return error
 
 
+def _unanswered(error: BackendError) -> bool:
+    """The backend could not be reached or failed (5xx): what was sent may not be recorded."""
+    return isinstance(error, BackendUnreachable) or error.status >= 500
+
+
 #: Phone errors after which the terminal's journal tells how the transaction went on.
 RECOVERABLE = ("link_lost", "terminal_timeout")
 LINK_LOST = "Liaison perdue avec le terminal : reconnexion pour connaître le résultat…"
 NEVER_RECEIVED = "Le terminal n'a pas reçu la demande : rien n'a été débité"
+CANCEL_TOO_LATE = "Annulation impossible : le terminal avait déjà terminé la transaction"
 #: How the app names the terminal's states to its user.
 STATE_LABELS = {
     "unknown": "inconnue du terminal",

@@ -211,12 +211,21 @@ class FaultPlan:
     # -- consulted by the server ---------------------------------------------------------------
 
     def strike(
-        self, kinds: Iterable[FaultKind], method: str, path: str, route_name: str | None
+        self,
+        kinds: Iterable[FaultKind],
+        method: str,
+        path: str,
+        route_name: str | None,
+        skip: Iterable[Fault] = (),
     ) -> Fault | None:
         """The first armed fault of one of ``kinds`` that matches the request, counted as a
-        hit (and dropped once spent); None if no fault strikes it."""
+        hit (and dropped once spent); None if no fault strikes it. ``skip``: faults that
+        already struck this request (each fault strikes a request once)."""
         wanted = set(kinds)
+        done = {id(fault) for fault in skip}
         for fault in self.faults:
+            if id(fault) in done:
+                continue
             if fault.kind in wanted and fault.route.matches(method, path, route_name):
                 fault.hits += 1
                 if fault.spent:

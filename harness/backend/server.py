@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from harness.backend.faults import FaultPlan, Route
+from harness.backend.faults import Fault, FaultPlan, Route
 from harness.backend.openapi import IDEMPOTENCY_HEADER, KEYED_OPERATIONS, openapi_document
 from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
@@ -776,7 +776,9 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     name = request.match_info.route.name
     method, path = request.method, request.path
-    while (fault := plan.strike(("fail", "delay"), method, path, name)) is not None:
+    struck: list[Fault] = []
+    while (fault := plan.strike(("fail", "delay"), method, path, name, struck)) is not None:
+        struck.append(fault)
         _note(request, fault.describe())
         if fault.kind == "delay":
             # Received in full, then slow to handle: a client that gives up meanwhile does not

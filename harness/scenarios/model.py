@@ -422,8 +422,10 @@ class Scenario:
 # Loading
 # --------------------------------------------------------------------------------------------
 _CONSTRUCTOR = SafeConstructor()
-_AMOUNT = re.compile(r"^(\d{1,3}(?:[   ]?\d{3})*|\d+)(?:[,.](\d{1,2}))?\s*(?:€|EUR)?$")
-_PIN = re.compile(r"^\d{4,12}$")
+_AMOUNT = re.compile(r"^(\d{1,3}(?:[   ]?\d{3})*|\d+)(?:[,.](\d{1,2}))?\s*(?:€|EUR)?$", re.ASCII)
+_PIN = re.compile(r"^[0-9]{4,12}$")  # ASCII digits: what the terminal's PIN pad has
+#: the largest amount a terminal takes (simulator.terminal.engine.MAX_AMOUNT), in cents
+MAX_AMOUNT_CENTS = 99_999_999
 _KEYS = ("red", "green")
 _BRANDS = ("CB", "VISA", "MASTERCARD", "AMEX")
 
@@ -512,7 +514,14 @@ class _At:
         return value
 
     def amount(self) -> int:
-        """Euros: a number (``42.5``) or French text (``42,50 €``); returns cents."""
+        """Euros: a number (``42.5``) or French text (``42,50 €``); returns cents, at most
+        what a terminal takes (999 999,99 €)."""
+        cents = self._amount()
+        if cents > MAX_AMOUNT_CENTS:
+            raise self.error(f"{cents / 100:.2f} €: more than a terminal takes (999 999,99 €)")
+        return cents
+
+    def _amount(self) -> int:
         value = self.scalar()
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value) or value < 0:

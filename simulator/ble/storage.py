@@ -16,7 +16,8 @@ from pathlib import Path
 
 from bumble.keys import JsonKeyStore
 
-from simulator.terminal import MerchantSetup
+from simulator.cards import EntryMode
+from simulator.terminal import MerchantSetup, State
 from simulator.terminal.journal import JournalEntry
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,20 @@ class TerminalDataFolder:
         finally:
             db.close()
         entries = []
-        for row in rows:
+        for number, row in enumerate(rows, start=1):
             values = dict(zip(_COLUMNS, row, strict=True))
-            for name in _LISTS:
-                values[name] = tuple(json.loads(values[name]))
-            entries.append(JournalEntry(**values))
+            try:
+                for name in _LISTS:
+                    values[name] = tuple(json.loads(values[name]))
+                State(values["state"])  # a state this terminal knows
+                if values["entry_mode"] is not None:
+                    EntryMode(values["entry_mode"])
+                entry = JournalEntry(**values)
+            except (ValueError, TypeError) as exc:
+                raise JournalError(
+                    f"{self.path / JOURNAL_FILE}: transaction {number} "
+                    f"({values.get('transaction_id')!r}) is unreadable: {exc}. Move the file "
+                    "away to start with an empty journal (its history is then lost)."
+                ) from exc
+            entries.append(entry)
         return entries

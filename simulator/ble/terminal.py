@@ -40,7 +40,7 @@ from simulator.protocol.messages import (
     SetupRequest,
     SetupResponse,
 )
-from simulator.terminal import State, TerminalEngine
+from simulator.terminal import State, TerminalEngine, TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ class BleTerminal:
         self._loop = asyncio.get_running_loop()  # built inside the loop it serves
         self._tasks: set[asyncio.Task[None]] = set()
         self._powering_off = False
+        #: switched on (advertising, reading cards); False before :meth:`start`, after
+        #: :meth:`stop` and after the battery ran out
+        self.powered = False
         self.events_sent: deque[Event] = deque(maxlen=message_log_size)
         #: Called after anything that may change what an observer sees (screen, state, links).
         self.listeners: list[Callable[[], None]] = []
@@ -198,10 +201,25 @@ class BleTerminal:
             advertising_interval_min=profile.advertising_interval_ms,
             advertising_interval_max=profile.advertising_interval_ms,
         )
+        self.powered = True
+        self._powering_off = False
         log.info("terminal %s advertising", profile.name)
+        self._changed()
+
+    async def power_on(self) -> None:
+        """Switch a terminal that went off (empty battery) back on, in the same process: its
+        journal and bonds are as it left them. Charge it first (:meth:`set_battery`)."""
+        if self.powered:
+            return
+        if self.engine.battery == 0:
+            raise TerminalError("the battery is empty: charge the terminal before switching it on")
+        await self.start()
+        self.engine.power_on(self._now())
+        self._after_engine()
 
     async def stop(self) -> None:
         """Power off (idempotent); the data folder keeps bonds and configuration."""
+        self.powered = False
         if not self.device.powered_on:
             return
         if self._timer is not None:
@@ -228,16 +246,19 @@ class BleTerminal:
     # ---------------------------------------------------------------- physical actions
     def present_card(self, card: VirtualCard, mode: EntryMode, brand: str | None = None) -> None:
         """The cardholder taps or inserts a card (choosing ``brand`` on a co-badged card)."""
+        self._require_power()
         self.engine.present_card(card, mode, self._now(), self._calendar(), brand)
         self._after_engine()
 
     def enter_pin(self, pin: str) -> None:
         """The cardholder types the PIN on the terminal's keypad and confirms."""
+        self._require_power()
         self.engine.enter_pin(pin, self._now())
         self._after_engine()
 
     def remove_card(self) -> None:
         """The cardholder pulls the inserted card out."""
+        self._require_power()
         self.engine.remove_card(self._now())
         self._after_engine()
 
@@ -246,11 +267,16 @@ class BleTerminal:
         pairing, the red key cancels the transaction waiting for a card or a PIN."""
         if key not in ("green", "red"):
             raise ValueError(f"unknown key {key!r}: the terminal has 'green' and 'red'")
+        self._require_power()
         if self._pending_code is not None and not self._pending_code.done():
             self._pending_code.set_result(key == "green")
         elif key == "red":
             self.engine.press_red_key(self._now())
             self._after_engine()
+
+    def _require_power(self) -> None:
+        if not self.powered:
+            raise TerminalError("the terminal is switched off")
 
     @property
     def awaiting_code_confirmation(self) -> bool:
@@ -432,10 +458,21 @@ class BleTerminal:
 
     def _check_power(self) -> None:
         """An empty battery switches the terminal off (once its last events are out)."""
-        if self.engine.power_off_requested and self.device.powered_on and not self._powering_off:
+        if self.engine.power_off_requested and self.powered and not self._powering_off:
             self._powering_off = True
-            log.warning("battery empty: terminal %s switches off", self.engine.profile.name)
-            self._spawn(self.stop())
+            self._spawn(self._power_off())
+
+    async def _power_off(self) -> None:
+        await self._flush(reply_to=None)  # after what was already on its way
+        log.warning("battery empty: terminal %s switches off", self.engine.profile.name)
+        self.engine.power_cut(self._now())  # what was under way ends with the power
+        if self.data is not None:
+            self.data.save_journal(self.engine.drain_journal_changes())
+        self.powered = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self.stop()
 
     def _changed(self) -> None:
         for listener in self.listeners:
@@ -446,7 +483,7 @@ class BleTerminal:
             self._timer.cancel()
             self._timer = None
         deadline = self.engine.next_deadline
-        if deadline is not None:
+        if deadline is not None and self.powered:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:

@@ -683,6 +683,31 @@ class TerminalEngine:
             self._deadline = None
             self._show(now, "CONFIGURATION", "INTERROMPUE", f"{self._setup_percent()} %")
 
+    def power_cut(self, now: float) -> None:
+        """The power goes (empty battery): a transaction under way is over, aborted, its card
+        gone; a setup pauses. Nothing is sent (the radio is off): the phone learns the end
+        from the journal (:class:`TransactionStatusRequest`) once the terminal is back."""
+        txn = self.current
+        if txn is not None and txn.state not in FINAL_STATES:
+            txn.state = State.ABORTED
+            txn.response_code = None
+            txn.message = POWER_LOST
+            txn.authorisation_request = None
+            txn.card = txn.card_read = None
+            self._journal_changes[txn.transaction_id] = txn
+        if self.state is State.SETUP:
+            self.link_lost(now)
+        self.current = None
+        self.state = State.IDLE
+        self._deadline = None
+        self.power_off_requested = False
+        self._events.clear()
+        self.screen.show(now)  # a dark screen
+
+    def power_on(self, now: float) -> None:
+        """Switched on again (after a power cut, in the same process)."""
+        self._show_idle(now)
+
     def factory_reset(self, now: float) -> None:
         """Back to the factory: no configuration, no journal, no card-data key (the next first
         setup injects a new one); the firmware stays installed."""
@@ -791,8 +816,12 @@ class TerminalEngine:
         if txn.abort_requested:
             # Cancelled while the bank decided: aborted whatever it said. An approval is
             # not lost silently: the phone reports "aborted" and the backend reverses it.
-            reason = txn.message + (f" : {APPROVAL_CANCELLED}" if code == "00" else "")
-            self._finish(txn, State.ABORTED, now, code=None, message=reason)
+            if code == "00":
+                reason = f"{txn.message} : {APPROVAL_CANCELLED}"
+                screen = ("TRANSACTION ANNULÉE", "ACCORD ANNULÉ", "RIEN N'EST DÉBITÉ")
+                self._finish(txn, State.ABORTED, now, code=None, message=reason, screen=screen)
+            else:
+                self._finish(txn, State.ABORTED, now, code=None, message=txn.message)
             return
         contactless_without_pin = txn.entry_mode is EntryMode.CONTACTLESS and txn.cvm == "none"
         if txn.is_capture:
@@ -880,7 +909,14 @@ class TerminalEngine:
 
     # ---------------------------------------------------------------- helpers
     def _finish(
-        self, txn: Transaction, state: State, now: float, *, code: str | None, message: str
+        self,
+        txn: Transaction,
+        state: State,
+        now: float,
+        *,
+        code: str | None,
+        message: str,
+        screen: tuple[str, ...] | None = None,
     ) -> None:
         txn.state = self.state = state
         txn.response_code = code
@@ -888,7 +924,9 @@ class TerminalEngine:
         txn.authorisation_request = None
         if txn.card_read is not None:  # the card was read: the radio and the reader ran
             self.set_battery(max(0, self.battery - self.profile.battery_per_transaction))
-        if state is State.APPROVED:
+        if screen is not None:
+            self._show(now, *screen)
+        elif state is State.APPROVED:
             done = "CARTE ENREGISTRÉE" if txn.is_capture else "PAIEMENT ACCEPTÉ"
             self._show(now, self._header(txn), done)
         else:

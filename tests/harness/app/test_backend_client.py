@@ -218,6 +218,22 @@ def test_a_slow_answer_is_retried_and_the_late_one_changes_nothing(rig: Rig) -> 
     assert "delay" in late.note
 
 
+def test_a_slow_backend_answers_late_each_time_not_never(rig: Rig) -> None:
+    """``times: None`` (always) slows every request once, by its delay; ``times: 3`` slows
+    three requests, not one request three times."""
+    rig.server.faults.delay("get_invoice", seconds=2, times=None)
+    client = rig.client(RetryPolicy(request_timeout=5.0))
+    for _ in range(3):
+        _, took = rig.call(client, lambda c: c.invoice(rig.number))
+        assert took == pytest.approx(2.0, abs=1e-3)
+    assert client.attempts == 3  # one attempt each: nothing timed out
+    rig.server.faults.clear()
+    counted = rig.server.faults.delay("get_invoice", seconds=1, times=3)
+    _, took = rig.call(client, lambda c: c.invoice(rig.number))
+    assert took == pytest.approx(1.0, abs=1e-3)
+    assert counted.hits == 1
+
+
 def test_a_backend_slower_than_every_timeout_is_reported_with_the_attempts_made(
     rig: Rig,
 ) -> None:

@@ -91,6 +91,10 @@ EXPECTED = {
     "Terminal reconnecté : transaction {…}",
     "Terminal injoignable : impossible de connaître le résultat de la transaction pour l'instant.",
     "Réponse de la banque renvoyée au terminal",
+    "Paiement {…} sur le terminal, mais pas encore enregistré : {…} Il sera enregistré "
+    "automatiquement au prochain paiement ; ne relancez pas le paiement de cette facture.",
+    "Carte vérifiée sur le terminal, mais pas encore enregistrée : {…} Elle sera enregistrée "
+    "automatiquement à la prochaine opération.",
     "{…} : {…} selon le terminal",
     "Terminal : {…}",
     "Carte lue : {…} {…}",

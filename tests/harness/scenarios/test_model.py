@@ -116,6 +116,7 @@ def test_a_capture_flow_for_a_new_customer(tmp_path: Path) -> None:
         ("  - wait: -3", 13, "steps[3].wait", "-3 seconds: must be 0 or more"),
         ("  - pin: 1234", 13, "steps[3].pin", 'write the PIN in quotes (pin: "1234")'),
         ("  - pin: '12'", 13, "steps[3].pin", "4 to 12 digits"),
+        ("  - pin: '１２３４'", 13, "steps[3].pin", "4 to 12 digits"),  # full-width digits
         ("  - key: blue", 13, "steps[3].key", "unknown key 'blue' (keys: red, green)"),
         ("  - dance", 13, "steps[3]", "unknown step 'dance'"),
         ("  - {tap: visa, insert: visa}", 13, "steps[3]", "one action per step"),
@@ -245,3 +246,10 @@ def test_the_backend_routes_a_script_may_name_are_the_servers() -> None:
 
     server = BackendServer(seed_store(fixtures_dir()), load_processor(fixtures_dir()))
     assert set(BACKEND_ROUTES) == set(server.faults.route_names)
+
+
+@pytest.mark.parametrize("amount", ["99999999999999999999999", "1000000", "'1 000 000,00 €'"])
+def test_an_amount_no_terminal_takes_is_refused_on_load(tmp_path: Path, amount: str) -> None:
+    error = error_of(tmp_path, f"flow:\n  payment: {{amount: {amount}}}\n")
+    assert ":2: flow.payment.amount: " in str(error)
+    assert "more than a terminal takes (999 999,99 €)" in str(error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from bumble import gatt
 from bumble.att import ATT_READ_NOT_PERMITTED_ERROR, ATT_Error
@@ -12,7 +14,7 @@ from harness.rig import World, WorldConfig
 from simulator.ble import PAYMENT_SERVICE_UUID
 from simulator.protocol import framing
 from simulator.protocol.messages import DiagnosisRequest, DiagnosisResponse, Error
-from simulator.terminal import State
+from simulator.terminal import State, TerminalError
 
 
 def unpaid_small_invoice(world: World) -> str:
@@ -151,3 +153,63 @@ def test_reading_the_write_only_command_characteristic_is_refused_at_once() -> N
         assert world.loop_elapsed - started < 1.0  # answered, not timed out
         world.run(link.send(DiagnosisRequest()))
         assert isinstance(world.run(link.next_event(5.0)), DiagnosisResponse)
+
+
+def test_an_empty_battery_switches_the_terminal_off_and_ends_what_was_under_way() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = world.unpaid_invoice()
+        assert number is not None
+        world.start_payment(number)
+        world.insert("offline_pin")  # the terminal asks for the PIN
+        terminal = world.terminal
+        card = world.card("offline_pin")
+        tries = card.pin_tries
+        terminal.set_battery(0)
+        world.run(world.wait_until(lambda: not terminal.device.powered_on, "power-off", 10))
+        assert not terminal.powered
+        txn = next(iter(terminal.engine.journal.values()))
+        assert (txn.state, txn.message) == (
+            State.ABORTED,
+            "Transaction interrompue : le terminal s'est éteint",
+        )
+        assert terminal.data is not None
+        [entry] = terminal.data.load_journal()  # written at once, not at the next power-on
+        assert entry.state == "aborted"
+        with pytest.raises(TerminalError, match="switched off"):
+            terminal.enter_pin("0000")  # a dead keypad: the card's PIN tries are untouched
+        assert card.pin_tries == tries
+        # no timer fires on a dead terminal; the app gives up reaching it meanwhile
+        world.wait(world.config.app_timeouts.reconnect + 60)
+        assert next(iter(terminal.engine.journal.values())).message.startswith(
+            "Transaction interrompue"
+        )
+        with pytest.raises(TerminalError, match="battery is empty"):
+            world.run(terminal.power_on())
+        terminal.set_battery(60)  # charged
+        world.run(terminal.power_on())
+        assert terminal.engine.screen.lines[0] == "BIENVENUE"
+        with pytest.raises(PhoneError) as unknown:  # the app could not reach it meanwhile
+            world.finish_payment()
+        assert unknown.value.code == "outcome_unknown"
+        world.start_payment(number)  # back on: the app reconnects, the customer pays
+        world.insert("offline_pin")
+        world.enter_pin("1234")
+        assert world.finish_payment().invoice["status"] == "paid"
+
+
+def test_the_last_result_goes_out_before_a_drained_battery_switches_the_terminal_off() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = unpaid_small_invoice(world)
+        world.terminal.set_battery(world.profile.min_transaction_battery)
+        world.terminal.engine.profile = dataclasses.replace(
+            world.profile, battery_per_transaction=world.profile.min_transaction_battery
+        )
+        world.start_payment(number)
+        world.tap("visa")
+        outcome = world.finish_payment()
+        assert outcome.result == "approved"  # the phone got the result...
+        assert outcome.invoice["status"] == "paid"
+        world.run(world.wait_until(lambda: not world.terminal.powered, "power-off", 10))
+        assert world.terminal.engine.battery == 0  # ...then the terminal went off

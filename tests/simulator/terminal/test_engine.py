@@ -1003,6 +1003,11 @@ def test_pin_entry_timeout_aborts(rig: Rig) -> None:
 #: Every fixed line the terminal shows a French cardholder or merchant. Amounts, codes and
 #: tries left vary and are left out. A change here is a change users will see: review it.
 TERMINAL_TEXTS = {
+    "BATTERIE FAIBLE",
+    "RECHARGEZ LE TPE",
+    "ANNULATION",
+    "ACCORD ANNULÉ",
+    "RIEN N'EST DÉBITÉ",
     "BIENVENUE",
     "PRÉSENTEZ OU",
     "INSÉREZ LA CARTE",
@@ -1093,13 +1098,23 @@ def _screens_of_every_flow() -> set[str]:
         capture(r, "T-C3", T0 + 6)
         r.engine.press_red_key(T0 + 7)
 
+    def battery_low(r: Rig) -> None:
+        r.engine.set_battery(1)
+        r.pay(2000)
+
+    def cancelled_approval(r: Rig) -> None:
+        r.pay(2000)
+        r.tap(card("visa"), T0 + 1)
+        r.engine.press_red_key(T0 + 2)
+        r.answer("00", T0 + 3, auth_code="A1B2C3")
+
     def passkey_and_full(r: Rig) -> None:
         r.engine.show_pairing_code("123456", T0, typed=True)
         r.engine.show_bonds_full(T0)
 
     seen: set[str] = set()
     flows = (approved, declined, unsupported, chip_wrong_pin, soft_decline, removed, pairing)
-    for flow in (*flows, captures, passkey_and_full):
+    for flow in (*flows, captures, battery_low, cancelled_approval, passkey_and_full):
         rig = Rig()
         flow(rig)
         for shot in rig.engine.screen.history:
@@ -1210,6 +1225,7 @@ def test_a_cancellation_while_the_bank_decides_turns_its_approval_into_an_abort(
     why = "Annulée sur le terminal" if how == "red_key" else "Transaction annulée"
     assert response.message == f"{why} : l'accord de la banque est annulé, rien n'est débité"
     assert rig.state() is State.ABORTED
+    assert rig.engine.screen.lines == ("TRANSACTION ANNULÉE", "ACCORD ANNULÉ", "RIEN N'EST DÉBITÉ")
 
 
 def test_a_cancellation_while_the_bank_declines_ends_aborted_without_reversal_words(
