@@ -754,7 +754,9 @@ class World:
         """Run ``action`` (a coroutine function) when the protocol reaches ``moment`` (a name
         of :data:`harness.scenarios.model.MOMENTS`) for the ``occurrence``-th time. It runs
         inside the terminal's message hook: a link dropped at a ``sending`` moment keeps the
-        event off the air. Actions that restart the terminal must spawn a task, not await it.
+        event off the air. While it runs the terminal handles nothing else, so an action that
+        restarts the terminal or waits for the app (``app.cancel()``: its command must reach
+        the terminal) must spawn a task (:meth:`spawn`), not await it.
         :attr:`moments_struck` lists the moments whose action ran."""
         if moment not in MOMENTS or MOMENTS[moment].point is None:
             protocol = [name for name, m in MOMENTS.items() if m.point is not None]
