@@ -25,6 +25,7 @@ one seed gives one history, that a real backend would keep in a secrets store in
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 from collections.abc import Mapping
@@ -358,6 +359,10 @@ class BackendStore:
         self.captures: dict[str, CardCapture] = {}
         self.payment_methods: dict[str, SavedCard] = {}  # saved cards, by id
         self._random = random.Random(seed)
+        #: transaction ids only: unique across backends (a fresh backend must not hand a
+        #: terminal, whose journal outlives it, an id it already knows); everything else the
+        #: store draws stays seeded and deterministic
+        self._transaction_ids = random.Random(os.urandom(16))
         if fingerprint_key is not None and not fingerprint_key:
             raise ValueError("fingerprint_key must not be empty")
         self._fingerprint_key = _SecretKey(fingerprint_key or default_fingerprint_key(seed))
@@ -478,9 +483,10 @@ class BackendStore:
     # -- terminals --------------------------------------------------------------------------
 
     def _new_transaction_id(self) -> str:
-        """``T`` + 12 hex digits, never all decimal: a receipt's transaction line must not
-        look like a card number to the PAN checks."""
-        token = f"{self._random.getrandbits(48):012x}"
+        """``T`` + 12 random hex digits (48 bits from ``os.urandom``'s generator, not the
+        seeded one: two backends never hand out the same id), never all decimal: a receipt's
+        transaction line must not look like a card number to the PAN checks."""
+        token = f"{self._transaction_ids.getrandbits(48):012x}"
         if token.isdigit():
             token = "a" + token[1:]
         return f"T{token}"
