@@ -6,6 +6,11 @@ every request that changes something is saved before the next one is read, so a 
 finds its invoices, payments, receipts, terminals, card captures and saved cards again. A
 file that is not one of its databases is refused with a clear message, untouched.
 
+One backend per file: while it runs it holds an exclusive ``flock`` on ``FILE.lock`` next to
+the database, and a second ``tpe-sim backend`` on the same ``--db`` is refused (exit 2)
+instead of both writing and the last one winning. The kernel drops the lock when the
+process ends, however it ends (Ctrl-C, SIGKILL, a crash).
+
 Its clock is the wall clock (authorisation holds lapse in real minutes); seeded invoices are
 dated from the fixtures' scenario date.
 """
@@ -14,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -50,6 +57,15 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
+class BackendStartError(Exception):
+    """The backend cannot start: one French line for a human, the technical detail after."""
+
+
+def lock_path(db: Path) -> Path:
+    """The lock file of database ``db``: ``shop.sqlite`` → ``shop.sqlite.lock``."""
+    return db.with_name(db.name + ".lock")
+
+
 class StandaloneBackend:
     """A :class:`BackendServer` whose store lives in an SQLite file."""
 
@@ -60,27 +76,81 @@ class StandaloneBackend:
         self.resumed = False  # the store came from the file (else: freshly seeded)
         self.seed = 0
         self.save_errors = 0
+        self._lock_fd: int | None = None
 
     async def start(self) -> None:
-        """Load (or seed and save) the store, then listen. Raises :class:`PersistenceError`,
-        the fixtures' errors or :class:`OSError` (port taken) with a message for a human."""
+        """Lock the database, load (or seed and save) the store, then listen. Raises
+        :class:`BackendStartError` (French, with the detail) when it cannot; then nothing is
+        left running or locked."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         options = self.options
-        options.db.parent.mkdir(parents=True, exist_ok=True)
-        store = self.database.load()
-        settings = load_seed_settings(options.fixtures)
-        if store is not None:
-            self.resumed = True
-            self.seed = self.database.saved_seed() or 0
-        else:
-            self.seed = settings.faker_seed if options.seed is None else options.seed
-            store = seed_store(options.fixtures, seed=self.seed)
-            self.database.save(store, seed=self.seed)
-        server = BackendServer(
-            store, load_processor(options.fixtures), host=options.host, port=options.port
-        )
+        db = options.db
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            store = self.database.load()
+        except PersistenceError as exc:
+            raise BackendStartError(f"la base {db} est inutilisable — {exc}") from exc
+        except OSError as exc:
+            raise BackendStartError(f"impossible d'utiliser la base {db} — {exc}") from exc
+        try:
+            settings = load_seed_settings(options.fixtures)
+            if store is not None:
+                self.resumed = True
+                self.seed = self.database.saved_seed() or 0
+            else:
+                self.seed = settings.faker_seed if options.seed is None else options.seed
+                store = seed_store(options.fixtures, seed=self.seed)
+            processor = load_processor(options.fixtures)
+        except (FixtureError, KeyFixtureError, CatalogueError, OSError) as exc:
+            raise BackendStartError(
+                f"données de départ illisibles dans {options.fixtures} — {exc}"
+            ) from exc
+        if not self.resumed:
+            try:
+                self.database.save(store, seed=self.seed)
+            except (PersistenceError, OSError) as exc:
+                raise BackendStartError(f"impossible d'écrire la base {db} — {exc}") from exc
+        server = BackendServer(store, processor, host=options.host, port=options.port)
         server.after_change.append(self.save)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            raise BackendStartError(
+                f"impossible d'écouter sur {options.host}:{options.port} (port déjà pris ?) — {exc}"
+            ) from exc
         self.server = server
+
+    def _lock(self) -> None:
+        """Hold the database's lock file (exclusive ``flock``) until :meth:`stop` or the
+        process ends; another backend holding it is a :class:`BackendStartError`."""
+        path = lock_path(self.options.db)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise BackendStartError(
+                f"la base {self.options.db} est déjà utilisée par un autre tpe-sim backend "
+                f"(verrou {path}) : arrêtez-le, ou choisissez un autre --db"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a curious human
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
 
     def save(self) -> None:
         """Write the store to the database (after every mutating request)."""
@@ -93,10 +163,14 @@ class StandaloneBackend:
             print(f"tpe-sim backend : ÉCHEC de l'enregistrement : {exc}", file=sys.stderr)
 
     async def stop(self) -> None:
-        if self.server is not None:
-            server, self.server = self.server, None
-            await server.stop()
-            self.database.save(server.store, seed=self.seed)
+        """Stop listening, save, release the database (idempotent)."""
+        try:
+            if self.server is not None:
+                server, self.server = self.server, None
+                await server.stop()
+                self.database.save(server.store, seed=self.seed)
+        finally:
+            self._unlock()
 
     def describe(self) -> list[str]:
         assert self.server is not None
@@ -130,13 +204,7 @@ async def serve(options: BackendOptions, out: Printer = _print) -> int:
     try:
         try:
             await backend.start()
-        except (
-            PersistenceError,
-            FixtureError,
-            KeyFixtureError,
-            CatalogueError,
-            OSError,
-        ) as exc:
+        except BackendStartError as exc:
             print(f"tpe-sim backend : {exc}", file=sys.stderr, flush=True)
             return 2
         for line in backend.describe():
