@@ -10,13 +10,17 @@ transport instead of an in-process link:
 - ``--link rootcanal``: starts a RootCanal of its own on free ports, attaches to it and prints
   its HCI port so that other processes (``tpe-sim app``, ``bumble-gatt-dump``) can attach.
 
-Its data folder (``--data``) keeps bonds, configuration, the DUKPT counter and the journal
-across runs. The control API and web panel (:class:`harness.standalone.control.ControlServer`)
-play the cardholder and the merchant: present a card, type the PIN, press the keys.
+Its data folder (``--data``) keeps bonds, configuration, the DUKPT counter, the journal and
+the cardholders' cards' counters (``wallet.json``: each card's ATC and PIN tries, so that a
+restarted terminal's cards do not replay an ATC the issuer has already seen) across runs.
+The control API and web panel (:class:`harness.standalone.control.ControlServer`) play the
+cardholder and the merchant: present a card, type the PIN, press the keys.
 ``--snoop FILE`` writes the HCI traffic as btsnoop for Wireshark.
 
 What it prints is for a human, in French; lines a script may wait for start with a fixed
-word (``Radio``, ``Contrôle``, ``Prêt``) — see :data:`READY_LINE`.
+word (``Radio``, ``Contrôle``, ``Prêt``) — see :data:`READY_LINE`. What stops it from
+starting (a bad option, data folder, journal, counter file, port) is one French line with the
+technical detail after a dash, and exit status 2.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +48,9 @@ from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixture, KeyFixtureError, load_keys
 from harness.rig import inject_card_data_key
 from harness.rootcanal import RootCanal, RootCanalUnavailable, start_rootcanal
+from harness.standalone.wallet import WALLET_FILE, CardWallet, WalletError
 from simulator.ble import BleTerminal, TerminalDataFolder
+from simulator.ble.storage import JournalError
 from simulator.cards import Catalogue, CatalogueError, VirtualCard
 from simulator.terminal import (
     MerchantSetup,
@@ -70,7 +77,8 @@ Printer = Callable[[str], None]
 
 
 class StartError(Exception):
-    """The terminal cannot start; the message (French and English) says why and what to do."""
+    """The terminal cannot start; the message (French, then the technical detail) says why
+    and what to do."""
 
 
 @dataclass
@@ -98,9 +106,9 @@ class StandaloneTerminal:
 
     def __init__(self, options: TerminalOptions) -> None:
         if (options.transport is None) == (options.link is None):
-            raise StartError("give either --transport NAME or --link rootcanal (one of them)")
+            raise StartError("indiquez --transport NOM ou --link rootcanal (l'un des deux)")
         if options.link not in (None, "rootcanal"):
-            raise StartError(f"unknown --link {options.link!r}: the only one is rootcanal")
+            raise StartError(f"--link {options.link} inconnu : le seul est rootcanal")
         self.options = options
         try:
             profiles = load_profiles(options.fixtures / "terminals.yaml")
@@ -108,11 +116,13 @@ class StandaloneTerminal:
             self.keys: KeyFixture = load_keys(options.fixtures)
             self.merchant = empty_store(options.fixtures).merchant
         except (ProfileError, CatalogueError, KeyFixtureError, FixtureError, OSError) as exc:
-            raise StartError(f"cannot load the fixtures: {exc}") from exc
+            raise StartError(
+                f"données de départ illisibles dans {options.fixtures} — {exc}"
+            ) from exc
         if options.profile not in profiles:
             raise StartError(
-                f"no terminal profile {options.profile!r} in terminals.yaml "
-                f"(known: {', '.join(profiles)})"
+                f"profil de terminal « {options.profile} » absent de terminals.yaml "
+                f"(profils : {', '.join(profiles)})"
             )
         self.profile: TerminalProfile = profiles[options.profile]
         self.data_dir = options.data or DEFAULT_DATA_ROOT / f"terminal-{self.profile.serial}"
@@ -121,7 +131,16 @@ class StandaloneTerminal:
         self.terminal: BleTerminal | None = None
         self.control: ControlServer | None = None
         self._snoop_file: IO[bytes] | None = None
-        self._cards: dict[str, VirtualCard] = {}
+        try:
+            self.wallet = CardWallet(
+                self.data_dir / WALLET_FILE, self.keys.personalise, self.catalogue
+            )
+        except WalletError as exc:
+            raise StartError(
+                f"compteurs des cartes illisibles — {exc}; déplacez le fichier pour repartir "
+                "des compteurs du catalogue (l'émetteur refusera alors ces cartes comme "
+                "rejouées)"
+            ) from exc
 
     @property
     def transport_name(self) -> str:
@@ -131,10 +150,9 @@ class StandaloneTerminal:
         return self.options.transport
 
     def card(self, key: str) -> VirtualCard:
-        """The cardholder's card ``key`` (one physical card per key, its counters moving on)."""
-        if key not in self._cards:
-            self._cards[key] = self.keys.personalise(self.catalogue[key])
-        return self._cards[key]
+        """The cardholder's card ``key`` (one physical card per key, its counters moving on
+        and kept in the data folder's ``wallet.json`` across restarts)."""
+        return self.wallet.card(key)
 
     async def start(self) -> None:
         """Attach to the radio, power the terminal on from its data folder, start the
@@ -145,33 +163,76 @@ class StandaloneTerminal:
             await self.stop()
             raise
 
+    def _open_data(self) -> TerminalDataFolder:
+        """The data folder, checked before anything starts: a folder (created if missing)
+        with a readable journal and DUKPT counter."""
+        where = self.data_dir
+        try:
+            data = TerminalDataFolder(where, self.profile.serial)
+            data.load_journal()
+            data.load_counter()
+        except JournalError as exc:
+            raise StartError(
+                f"journal des transactions inutilisable — {exc}. Déplacez le fichier pour "
+                "repartir d'un journal vide (son historique est alors perdu)"
+            ) from exc
+        except ValueError as exc:  # dukpt.json
+            raise StartError(f"compteur DUKPT illisible — {exc}") from exc
+        except OSError as exc:  # a file where the folder should be, no permission, …
+            raise StartError(f"dossier de données {where} inutilisable — {exc}") from exc
+        return data
+
+    def _check_control_port(self) -> None:
+        """Refuse a control port already taken before the radio starts (the server's own
+        bind below still reports a port taken in between)."""
+        options = self.options
+        if options.control_port == 0:
+            return
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            try:
+                probe.bind((options.control_host, options.control_port))
+            except OSError as exc:
+                raise StartError(self._port_taken(exc)) from exc
+
+    def _port_taken(self, exc: OSError) -> str:
+        options = self.options
+        return (
+            f"port de contrôle {options.control_host}:{options.control_port} indisponible "
+            f"(déjà pris ?) : choisissez-en un autre avec --control-port, ou 0 — {exc}"
+        )
+
     async def _start(self) -> None:
+        data = self._open_data()
+        self._check_control_port()
         if self.options.link == "rootcanal":
             try:
                 self.rootcanal = start_rootcanal()
             except RootCanalUnavailable as exc:
-                raise StartError(f"RootCanal ne démarre pas / cannot start: {exc}") from exc
+                raise StartError(f"RootCanal ne démarre pas — {exc}") from exc
         name = self.transport_name
         try:
             self.transport = await open_transport(name)
         except ImportError as exc:
             raise StartError(
-                f"transport {name!r} needs a package that is not installed ({exc}); for "
-                "android-netsim: pip install 'bumble[android]'"
+                f"le transport {name} demande un paquet absent (pour android-netsim : pip "
+                f"install 'bumble[android]') — {exc}"
             ) from exc
         except Exception as exc:  # Bumble raises several kinds (spec, init, OS errors)
-            raise StartError(
-                f"impossible d'ouvrir le transport / cannot open transport {name!r}: {exc}"
-            ) from exc
+            raise StartError(f"impossible d'ouvrir le transport {name} — {exc}") from exc
         profile = self.profile
         device = Device.with_hci(
             profile.name, Address(profile.address), self.transport.source, self.transport.sink
         )
         if self.options.snoop is not None and device.host is not None:
-            self.options.snoop.parent.mkdir(parents=True, exist_ok=True)
-            self._snoop_file = self.options.snoop.open("wb")
+            try:
+                self.options.snoop.parent.mkdir(parents=True, exist_ok=True)
+                self._snoop_file = self.options.snoop.open("wb")
+            except OSError as exc:
+                raise StartError(
+                    f"impossible d'écrire la capture {self.options.snoop} — {exc}"
+                ) from exc
             device.host.snooper = BtSnooper(self._snoop_file)
-        data = TerminalDataFolder(self.data_dir, profile.serial)
         merchant, firmware = data.load_configuration()
         if self.options.preconfigured and merchant is None:
             merchant = MerchantSetup(
@@ -193,6 +254,7 @@ class StandaloneTerminal:
             on_setup_complete=inject,
             message_log_size=MESSAGE_LOG_SIZE,
         )
+        self.wallet.watch(self.terminal)  # the cards' counters saved after every step
         await self.terminal.start()
         from harness.standalone.control import ControlServer  # the panel is optional to load
 
@@ -203,7 +265,10 @@ class StandaloneTerminal:
             host=self.options.control_host,
             port=self.options.control_port,
         )
-        await self.control.start()
+        try:
+            await self.control.start()
+        except OSError as exc:
+            raise StartError(self._port_taken(exc)) from exc
 
     async def stop(self) -> None:
         """Stop everything started (idempotent); the data folder keeps bonds and setup."""
@@ -216,6 +281,11 @@ class StandaloneTerminal:
                 await terminal.stop()
             except Exception:  # the radio may already be gone (RootCanal stopped, USB out)
                 log.debug("terminal stop failed", exc_info=True)
+            self.wallet.unwatch()
+            try:
+                self.wallet.save()
+            except WalletError as exc:
+                log.error("%s", exc)
         if self.transport is not None:
             transport, self.transport = self.transport, None
             with contextlib.suppress(Exception):
@@ -299,8 +369,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         metavar="DIR",
-        help="the terminal's data folder: bonds, configuration, DUKPT counter, journal "
-        "(default: tpe-sim-data/terminal-SERIAL)",
+        help="the terminal's data folder: bonds, configuration, DUKPT counter, journal, the "
+        "cards' counters (default: tpe-sim-data/terminal-SERIAL)",
     )
     parser.add_argument(
         "--fixtures", type=Path, default=None, help="folder of cards.yaml, terminals.yaml, …"

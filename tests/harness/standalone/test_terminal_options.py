@@ -1,0 +1,107 @@
+"""``tpe-sim terminal`` refuses bad setup with one French line and exit status 2, never a
+traceback: run in this process (``main([...])``), before any radio starts — the transport
+given is a port where nothing listens, so a check that let a bad setup through would end on
+the transport's error instead of its own."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.standalone.wallet import WALLET_FILE
+from simulator.ble.storage import COUNTER_FILE, JOURNAL_FILE
+
+
+@pytest.fixture
+def nowhere() -> str:
+    """A transport name whose TCP port refuses connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"tcp-client:127.0.0.1:{port}"
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``tpe-sim terminal ARGV``: exit 2, one line on stderr (returned), no traceback."""
+    assert main(["terminal", *argv]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("tpe-sim terminal : ")
+    return captured.err
+
+
+def test_a_data_folder_that_is_a_file(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "notes.txt"
+    data.write_text("pas un dossier\n", encoding="utf-8")
+    err = refused(capsys, "--transport", nowhere, "--data", str(data))
+    assert f"dossier de données {data} inutilisable — " in err
+    assert data.read_text(encoding="utf-8") == "pas un dossier\n"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "other schema"])
+def test_an_unusable_journal(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    journal = tmp_path / JOURNAL_FILE
+    if kind == "garbage":
+        journal.write_bytes(b"not a database at all " * 100)
+    else:
+        with sqlite3.connect(journal) as db:
+            db.execute("PRAGMA user_version = 99")
+    before = journal.read_bytes()
+    err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path))
+    assert "journal des transactions inutilisable — " in err
+    assert str(journal) in err
+    assert "Déplacez le fichier" in err
+    assert journal.read_bytes() == before
+
+
+def test_a_corrupt_dukpt_counter(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / COUNTER_FILE).write_text('{"counter": "beaucoup"}', encoding="utf-8")
+    err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path))
+    assert "compteur DUKPT illisible — " in err
+    assert COUNTER_FILE in err
+
+
+def test_a_corrupt_wallet(tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / WALLET_FILE).write_text("[", encoding="utf-8")
+    err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path))
+    assert "compteurs des cartes illisibles — " in err
+
+
+def test_a_control_port_already_taken(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = refused(
+            capsys, "--transport", nowhere, "--data", str(tmp_path), "--control-port", str(port)
+        )
+    assert f"port de contrôle 127.0.0.1:{port} indisponible" in err
+    assert "--control-port" in err
+
+
+def test_an_unknown_profile(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path), "--profile", "nope")
+    assert "profil de terminal « nope » absent de terminals.yaml" in err
+    assert "standard" in err  # the known ones are listed
+
+
+def test_a_transport_that_does_not_open(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path))
+    assert f"impossible d'ouvrir le transport {nowhere} — " in err
