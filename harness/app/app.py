@@ -131,9 +131,10 @@ class InvoicingApp:
         #: sends a request again after a link loss, it gets the same answer, and the bank
         #: is not asked twice
         self._answers: dict[tuple[str, str], AuthorisationResponse] = {}
-        #: transactions whose outcome the terminal could not tell (out of reach after a link
-        #: loss): settled with its journal at the next connection (kept in the state file)
-        self.unsettled: list[dict[str, str]] = []
+        #: transactions the backend has not recorded: the terminal's word is known (the
+        #: backend was unreachable) or only its journal can tell (it was out of reach); kept in
+        #: the state file and recorded before the next flow
+        self.unsettled: list[dict[str, Any]] = []
         self._load_state()
 
     def show(self, stage: str, text: str) -> None:
@@ -343,7 +344,7 @@ class InvoicingApp:
             if data.get("terminal"):
                 self.terminal = AssociatedTerminal(**data["terminal"])
             self.unsettled = [
-                {str(k): str(v) for k, v in item.items()} for item in data.get("unsettled", [])
+                dict(item) for item in data.get("unsettled", []) if isinstance(item, dict)
             ]
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("ignoring unreadable app state %s: %s", self.state_file, exc)
@@ -380,8 +381,18 @@ class InvoicingApp:
             raise self._fail(
                 PhoneError("invoice_already_paid", f"La facture {number} est déjà réglée.")
             )
+        await self._settle_quietly(terminal_needed=False)
         await self._ensure_terminal()
         await self._settle_quietly()
+        if self._unsettled_for(number):
+            raise self._fail(
+                PhoneError(
+                    "previous_payment_unsettled",
+                    f"Un paiement précédent de la facture {number} n'est pas encore enregistré "
+                    "(serveur ou terminal injoignable) : impossible de la faire payer à nouveau "
+                    "tant qu'il n'est pas réglé.",
+                )
+            )
         assert self.link is not None
         assert self.terminal is not None
         link = self.link
@@ -424,22 +435,35 @@ class InvoicingApp:
                 else None,
                 response_code=final.response_code if final.result == "declined" else None,
             )
-            invoice = await self.backend.invoice(number)
         except BackendError as error:
             if not _unanswered(error) or not (final.result == "approved" or self._approval_relayed):
                 raise self._fail(PhoneError(error.code, error.message)) from None
             # The terminal's word is known but the backend did not record it: keep it and
             # record it at the next chance; never ask for the payment again meanwhile.
-            self._remember_unsettled("payment", payment_id, transaction_id, number)
-            done = "accepté" if final.result == "approved" else "non abouti"
+            self._remember_unsettled("payment", payment_id, transaction_id, number, final)
+            if final.result == "approved":
+                raise self._fail(
+                    PhoneError(
+                        "result_not_recorded",
+                        "Paiement accepté sur le terminal, mais pas encore enregistré : "
+                        f"{error.message} Il sera enregistré automatiquement au prochain "
+                        "paiement ; ne relancez pas le paiement de cette facture.",
+                    )
+                ) from None
+            ended = "refusé" if final.result == "declined" else "annulé"
             raise self._fail(
                 PhoneError(
                     "result_not_recorded",
-                    f"Paiement {done} sur le terminal, mais pas encore enregistré : "
-                    f"{error.message} Il sera enregistré automatiquement au prochain paiement ; "
-                    "ne relancez pas le paiement de cette facture.",
+                    f"Paiement {ended} sur le terminal : rien n'est débité. Le serveur ne "
+                    f"répond pas ({error.message}) : l'accord bancaire retenu sera libéré au "
+                    "prochain paiement, puis la facture pourra être payée à nouveau.",
                 )
             ) from None
+        try:
+            invoice = await self.backend.invoice(number)
+        except BackendError as error:  # recorded: only the invoice's new state is unknown
+            log.warning("invoice %s not refreshed: %s", number, error)
+            invoice = {}
         outcome = PaymentOutcome(
             invoice_number=number,
             result=final.result,
@@ -452,7 +476,13 @@ class InvoicingApp:
             merchant_receipt=list(final.merchant_receipt),
             invoice=invoice,
         )
-        if final.result == "approved" and invoice.get("status") == "paid":
+        if final.result == "approved" and not invoice:
+            self.show(
+                "paid",
+                f"Paiement accepté et enregistré (facture {number} : état à actualiser, "
+                "le serveur ne répond pas)",
+            )
+        elif final.result == "approved" and invoice.get("status") == "paid":
             self.show("paid", f"Paiement accepté : facture {number} payée")
         elif final.result == "approved":
             due = format_amount(int(invoice["balance_due_cents"]), "€")
@@ -483,6 +513,7 @@ class InvoicingApp:
         except BackendError as error:
             raise self._fail(PhoneError(error.code, error.message)) from None
         self.show("button", f"{BUTTON_ADD_PAYMENT_METHOD} › {BUTTON_CARD_CAPTURE}")
+        await self._settle_quietly(terminal_needed=False)
         await self._ensure_terminal()
         await self._settle_quietly()
         assert self.link is not None
@@ -518,11 +549,10 @@ class InvoicingApp:
             raise
         try:
             answer = await self.backend.capture_result(capture_id, transaction_id, final.result)
-            methods = await self.backend.payment_methods(customer_id)
         except BackendError as error:
             if not _unanswered(error) or final.result != "approved":
                 raise self._fail(PhoneError(error.code, error.message)) from None
-            self._remember_unsettled("capture", capture_id, transaction_id, customer_id)
+            self._remember_unsettled("capture", capture_id, transaction_id, customer_id, final)
             raise self._fail(
                 PhoneError(
                     "result_not_recorded",
@@ -531,6 +561,11 @@ class InvoicingApp:
                     "opération.",
                 )
             ) from None
+        try:
+            methods = await self.backend.payment_methods(customer_id)
+        except BackendError as error:  # recorded: only the list is not refreshed
+            log.warning("payment methods of %s not refreshed: %s", customer_id, error)
+            methods = [m for m in [answer.get("payment_method")] if m]
         method = answer.get("payment_method")
         outcome = CaptureOutcome(
             customer_id=customer_id,
@@ -593,6 +628,13 @@ class InvoicingApp:
                 "ne relancez pas le paiement d'ici là.",
             )
             return
+        if error.code == "outcome_unknown":
+            self.show(
+                "nothing_charged",
+                "Le terminal ne répond plus (éteint ou hors de portée) avant d'avoir obtenu "
+                "l'accord de la banque : rien n'a été débité. Relancez le paiement quand il "
+                "sera de nouveau disponible.",
+            )
         try:  # nothing can have been charged: close the payment at the backend
             await self.backend.report_result(payment_id, transaction_id, "aborted")
         except BackendError as backend_error:
@@ -711,56 +753,100 @@ class InvoicingApp:
             raise TypeError(f"{final.__name__} expected for {type(command).__name__}")
         return event
 
-    def _remember_unsettled(self, kind: str, backend_id: str, transaction_id: str, of: str) -> None:
-        item = {"kind": kind, "id": backend_id, "transaction_id": transaction_id, "of": of}
-        if item not in self.unsettled:
+    def _remember_unsettled(
+        self,
+        kind: str,
+        backend_id: str,
+        transaction_id: str,
+        of: str,
+        final: PaymentResponse | CardAcquisitionResponse | None = None,
+    ) -> None:
+        """Keep a transaction the backend has not recorded: with the terminal's final word
+        when the app has it (then no terminal is needed to record it), else the terminal that
+        ran it, whose journal alone can tell."""
+        item: dict[str, Any] = {
+            "kind": kind,
+            "id": backend_id,
+            "transaction_id": transaction_id,
+            "of": of,
+            "terminal": self.terminal.serial if self.terminal else "",
+        }
+        if final is not None:
+            item["result"] = final.result
+            if isinstance(final, PaymentResponse):
+                item["receipt"] = list(final.receipt)
+                item["merchant_receipt"] = list(final.merchant_receipt)
+        if all(old["transaction_id"] != transaction_id for old in self.unsettled):
             self.unsettled.append(item)
             self._save_state()
 
-    async def _settle_quietly(self) -> None:
-        """Before a new flow: settle what a lost link left unknown, if the terminal can say."""
+    async def _settle_quietly(self, *, terminal_needed: bool = True) -> None:
+        """Before a new flow: record what the backend missed (see :meth:`settle_unsettled`)."""
         if not self.unsettled:
             return
         try:
-            await self.settle_unsettled()
+            await self.settle_unsettled(terminal_needed=terminal_needed)
         except PhoneError as error:
             log.warning("could not settle earlier transactions: %s", error.code)
 
-    async def settle_unsettled(self) -> None:
-        """Transactions whose outcome was unknown: ask the (reconnected) terminal's journal
-        and tell the backend, so that a held approval is either paid or reversed."""
+    async def settle_unsettled(self, *, terminal_needed: bool = True) -> None:
+        """Record what the backend missed. A result the app holds is recorded as it is; an
+        unknown one is asked of the journal of the terminal that ran the transaction (when
+        the app is connected to it: ``terminal_needed`` False skips those)."""
         for item in list(self.unsettled):
-            link = self._link_or_fail()
-            await link.send(TransactionStatusRequest(transaction_id=item["transaction_id"]))
-            status = await self._reply_to(link, expect=TransactionStatusResponse)
-            if status.result is None and status.state != "unknown":
-                continue  # still under way on the terminal: ask again next time
-            result = status.result or "aborted"
-            try:
-                if item["kind"] == "payment":
-                    receipts = (
-                        {"customer": status.receipt, "merchant": status.merchant_receipt}
-                        if status.receipt
-                        else None
-                    )
-                    await self.backend.report_result(
-                        item["id"], item["transaction_id"], result, receipts=receipts
-                    )
-                    what = f"Paiement en suspens de la facture {item['of']}"
-                else:
-                    await self.backend.capture_result(item["id"], item["transaction_id"], result)
-                    what = f"Enregistrement de carte en suspens du client {item['of']}"
-            except BackendError as error:
-                self.show("error", f"{error.message}")
-                log.warning("could not settle %s: %s", item, error)
-                if _unanswered(error):
-                    continue  # the backend will be asked again next time
-                # refused (e.g. the approval lapsed meanwhile): the backend has decided
+            result = item.get("result")
+            receipt = list(item.get("receipt") or [])
+            merchant_receipt = list(item.get("merchant_receipt") or [])
+            if result is None:
+                if not terminal_needed or self.terminal is None or self.link is None:
+                    continue
+                if item.get("terminal") not in ("", self.terminal.serial):
+                    continue  # another terminal: only its own journal can tell
+                link = self._link_or_fail()
+                await link.send(TransactionStatusRequest(transaction_id=item["transaction_id"]))
+                status = await self._reply_to(link, expect=TransactionStatusResponse)
+                if status.result is None and status.state != "unknown":
+                    continue  # still under way on the terminal: ask again next time
+                result = status.result or "aborted"  # its journal never had it: nothing done
+                receipt, merchant_receipt = list(status.receipt), list(status.merchant_receipt)
+            await self._record_unsettled(item, str(result), receipt, merchant_receipt)
+
+    async def _record_unsettled(
+        self, item: dict[str, Any], result: str, receipt: list[str], merchant_receipt: list[str]
+    ) -> None:
+        payment = item["kind"] == "payment"
+        what = (
+            f"Paiement en suspens de la facture {item['of']}"
+            if payment
+            else f"Enregistrement de carte en suspens du client {item['of']}"
+        )
+        try:
+            if payment:
+                receipts = {"customer": receipt, "merchant": merchant_receipt} if receipt else None
+                await self.backend.report_result(
+                    item["id"], item["transaction_id"], result, receipts=receipts
+                )
             else:
-                outcome = {"approved": "accepté", "declined": "refusé"}.get(result, "annulé")
-                self.show("settled", f"{what} : {outcome} selon le terminal")
-            self.unsettled.remove(item)
-            self._save_state()
+                await self.backend.capture_result(item["id"], item["transaction_id"], result)
+        except BackendError as error:
+            log.warning("could not settle %s: %s", item, error)
+            if _unanswered(error):
+                self.show("error", error.message)
+                return  # the backend will be asked again next time
+            # refused: the backend has decided (an approval that lapsed meanwhile)
+            self.show(
+                "settled",
+                f"{what} : l'accord de la banque a expiré avant d'être enregistré, rien n'a "
+                "été débité." + (" La facture reste à payer." if payment else ""),
+            )
+        else:
+            outcome = {"approved": "accepté", "declined": "refusé"}.get(result, "annulé")
+            self.show("settled", f"{what} : {outcome} selon le terminal")
+        self.unsettled.remove(item)
+        self._save_state()
+
+    def _unsettled_for(self, number: str) -> bool:
+        return any(i["kind"] == "payment" and i["of"] == number for i in self.unsettled)
 
     async def _relay(
         self,

@@ -368,7 +368,7 @@ Action: TypeAlias = (
 )
 FaultAction: TypeAlias = DropLink | OutOfRange | SetBattery | Reboot | BackendFault | PhoneOffline
 #: What may happen at a named moment: a fault, or the technician's cancel in the app.
-TimedAction: TypeAlias = FaultAction | CancelFromApp
+TimedAction: TypeAlias = FaultAction | CancelFromApp | PressKey
 
 
 @dataclass(frozen=True)
@@ -816,7 +816,7 @@ class _Reader:
         return card, brand
 
     def timed(self, at: _At) -> TimedFault:
-        timed = (*_FAULT_KEYS, "cancel")
+        timed = (*_FAULT_KEYS, "cancel", "key")
         keys = at.mapping(("at", "occurrence", *timed))
         if "at" not in keys:
             raise at.error(f"missing 'at' (a moment: {', '.join(MOMENTS)})")
@@ -832,6 +832,9 @@ class _Reader:
         if name == "cancel":
             self._flag(value)
             action = CancelFromApp(value.line)
+        elif name == "key":  # e.g. the red key while the bank decides
+            key = value.choice(_KEYS, "key")
+            action = PressKey("red" if key == "red" else "green", value.line)
         else:
             action = self._fault(name, value)
         return TimedFault(moment, action, occurrence, at.line)

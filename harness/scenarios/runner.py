@@ -383,6 +383,8 @@ class _Player:
                         world.reboot_soon()
                     case CancelFromApp():  # its write needs the terminal: not from its hook
                         world.spawn(self._cancel())
+                    case PressKey(key=key):  # on the keypad: no write, safe from the hook
+                        world.terminal.press_key(key)
                     case _:
                         self._fault_now(fault)
             except Exception as exc:  # the terminal's hook runner would only log it

@@ -31,6 +31,38 @@ _COLUMNS = [f.name for f in fields(JournalEntry)]
 _LISTS = ("receipt", "merchant_receipt")
 
 
+_TEXT = ("transaction_id", "kind", "currency", "reference", "state", "cvm", "message")
+_OPTIONAL_TEXT = (
+    "response_code",
+    "authorisation_code",
+    "brand",
+    "masked_pan",
+    "entry_mode",
+)
+
+
+def _check_row(values: dict[str, object]) -> None:
+    """Every field of a journal row has the type and the values the terminal writes."""
+    for name in _TEXT:
+        if not isinstance(values[name], str):
+            raise TypeError(f"{name} must be text, not {values[name]!r}")
+    for name in _OPTIONAL_TEXT:
+        if values[name] is not None and not isinstance(values[name], str):
+            raise TypeError(f"{name} must be text or empty, not {values[name]!r}")
+    amount = values["amount"]
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+        raise TypeError(f"amount must be a whole number of cents, not {values['amount']!r}")
+    for name in _LISTS:
+        lines = values[name]
+        if not isinstance(lines, tuple) or not all(isinstance(x, str) for x in lines):
+            raise TypeError(f"{name} must be a list of lines")
+    if values["kind"] not in ("payment", "capture"):
+        raise ValueError(f"kind must be payment or capture, not {values['kind']!r}")
+    State(str(values["state"]))  # a state this terminal knows (text: checked above)
+    if values["entry_mode"] is not None:
+        EntryMode(str(values["entry_mode"]))
+
+
 class JournalError(RuntimeError):
     """The journal file cannot be used: the terminal must not start and forget its history."""
 
@@ -169,10 +201,11 @@ class TerminalDataFolder:
             values = dict(zip(_COLUMNS, row, strict=True))
             try:
                 for name in _LISTS:
-                    values[name] = tuple(json.loads(values[name]))
-                State(values["state"])  # a state this terminal knows
-                if values["entry_mode"] is not None:
-                    EntryMode(values["entry_mode"])
+                    lines = json.loads(values[name])
+                    if not isinstance(lines, list):
+                        raise TypeError(f"{name} must be a list of lines, not {lines!r}")
+                    values[name] = tuple(lines)
+                _check_row(values)
                 entry = JournalEntry(**values)
             except (ValueError, TypeError) as exc:
                 raise JournalError(

@@ -413,7 +413,9 @@ class TerminalEngine:
                 txn, State.ABORTED, now, code=None, message="Délai de saisie du code dépassé"
             )
         elif self.state is State.AUTHORISING and txn is not None:
-            self._finish(txn, State.ABORTED, now, code=None, message="Pas de réponse de la banque")
+            # cancelled while the bank decided: the cancellation is the reason, not the bank
+            reason = txn.message if txn.abort_requested else "Pas de réponse de la banque"
+            self._finish(txn, State.ABORTED, now, code=None, message=reason)
         elif self.state is State.SETUP:
             self._setup_tick(now)
         elif self.state in FINAL_STATES:

@@ -91,8 +91,19 @@ EXPECTED = {
     "Terminal reconnecté : transaction {…}",
     "Terminal injoignable : impossible de connaître le résultat de la transaction pour l'instant.",
     "Réponse de la banque renvoyée au terminal",
-    "Paiement {…} sur le terminal, mais pas encore enregistré : {…} Il sera enregistré "
+    "Paiement accepté sur le terminal, mais pas encore enregistré : {…} Il sera enregistré "
     "automatiquement au prochain paiement ; ne relancez pas le paiement de cette facture.",
+    "Paiement {…} sur le terminal : rien n'est débité. Le serveur ne répond pas ({…}) : "
+    "l'accord bancaire retenu sera libéré au prochain paiement, puis la facture pourra être "
+    "payée à nouveau.",
+    "Le terminal ne répond plus (éteint ou hors de portée) avant d'avoir obtenu l'accord de la "
+    "banque : rien n'a été débité. Relancez le paiement quand il sera de nouveau disponible.",
+    "Paiement accepté et enregistré (facture {…} : état à actualiser, le serveur ne répond pas)",
+    "Un paiement précédent de la facture {…} n'est pas encore enregistré (serveur ou terminal "
+    "injoignable) : impossible de la faire payer à nouveau tant qu'il n'est pas réglé.",
+    "{…} : l'accord de la banque a expiré avant d'être enregistré, rien n'a été débité.",
+    "{…} : l'accord de la banque a expiré avant d'être enregistré, rien n'a été débité. La "
+    "facture reste à payer.",
     "Carte vérifiée sur le terminal, mais pas encore enregistrée : {…} Elle sera enregistrée "
     "automatiquement à la prochaine opération.",
     "{…} : {…} selon le terminal",

@@ -90,3 +90,125 @@ def test_a_card_the_backend_did_not_save_is_saved_at_the_next_operation() -> Non
         assert outcome.duplicate  # the same card again: kept once
         assert len(world.store.customer_payment_methods(customer)) == 1
         assert world.store.check_invariants(settled=True) == []
+
+
+def approve_unrecorded(world: World, number: str) -> None:
+    """The customer pays; the terminal approves; the backend cannot record it."""
+
+    async def strike(point: str, message: object) -> None:
+        if (point, type(message).__name__) == ("sending", "PaymentResponse"):
+            world.terminal.message_hooks.remove(strike)
+            world.backend.faults.refuse_connections()
+
+    world.terminal.message_hooks.append(strike)
+    world.start_payment(number)
+    world.tap("visa")
+    with pytest.raises(PhoneError) as not_recorded:
+        world.finish_payment()
+    assert not_recorded.value.code == "result_not_recorded"
+
+
+def test_a_known_approval_is_recorded_as_approved_even_from_another_terminal() -> None:
+    """The app holds the terminal's word: it records that, whatever another terminal's
+    journal (which never saw the transaction) says."""
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+        approve_unrecorded(world, number)
+        world.backend.faults.clear()
+        world.switch_off_terminal()
+        world.add_terminal("mise_a_jour")
+        world.run(world.app.associate_terminal("TPE-SIM0002"))
+        other = small_unpaid(world, other_than=number)
+        world.run(world.app.settle_unsettled())
+        assert world.store.invoice(number).status == "paid"
+        assert world.store.invoice(number).payments[0].receipts is not None
+        assert world.app.unsettled == []
+        assert world.store.invoice(other).status == "unpaid"
+
+
+def test_the_same_invoice_is_not_paid_again_while_its_approval_is_unrecorded() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+        approve_unrecorded(world, number)
+        world.backend.faults.accept_connections()
+        world.backend.faults.fail("record_result", status=503, times=None)  # still failing
+        world.wait(11 * 60)  # longer than the backend's hold of an unconfirmed approval
+        with pytest.raises(PhoneError) as refused:
+            world.run(world.app.pay_invoice(number))
+        assert refused.value.code == "previous_payment_unsettled"
+        assert world.terminal.engine.current is None or (
+            world.terminal.engine.current.transaction_id
+            == world.store.invoice(number).payments[0].transaction_id
+        )  # the customer was never asked for the card again
+        assert len(world.store.invoice(number).payments) == 1
+
+
+def test_an_approval_that_lapsed_before_it_was_recorded_is_said_in_french() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+        approve_unrecorded(world, number)
+        world.backend.faults.clear()
+        world.wait(11 * 60)
+        other = small_unpaid(world, other_than=number)
+        # another payment of the same invoice by a colleague's phone lapses the hold first
+        world.store.start_tpe_payment(number, None, "SIM0001", world.calendar())
+        world.start_payment(other)
+        said = [line for line in world.app.screen if "en suspens de la facture" in line]
+        assert said == [
+            f"Paiement en suspens de la facture {number} : l'accord de la banque a expiré "
+            "avant d'être enregistré, rien n'a été débité. La facture reste à payer."
+        ]
+        assert world.app.unsettled == []
+
+
+def test_a_result_recorded_whose_invoice_cannot_be_read_is_not_called_unrecorded() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+
+        async def strike(point: str, message: object) -> None:
+            if (point, type(message).__name__) == ("sending", "PaymentResponse"):
+                world.terminal.message_hooks.remove(strike)
+                world.backend.faults.fail("get_invoice", status=503, times=None)
+
+        world.terminal.message_hooks.append(strike)
+        world.start_payment(number)
+        world.tap("visa")
+        outcome = world.finish_payment()
+        assert outcome.result == "approved"
+        assert world.store.invoice(number).status == "paid"
+        assert world.app.unsettled == []
+        assert world.app.screen[-1].startswith("Paiement accepté et enregistré")
+
+
+def test_a_cancelled_approval_the_backend_could_not_record_says_nothing_is_charged() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+
+        async def strike(point: str, message: object) -> None:
+            name = type(message).__name__
+            if (point, name) == ("sent", "AuthorisationRequest"):
+                world.terminal.press_key("red")  # the customer changes their mind
+            elif (point, name) == ("sending", "PaymentResponse"):
+                world.terminal.message_hooks.remove(strike)
+                world.backend.faults.refuse_connections()
+
+        world.terminal.message_hooks.append(strike)
+        world.start_payment(number)
+        world.tap("visa")
+        with pytest.raises(PhoneError) as not_recorded:
+            world.finish_payment()
+        assert not_recorded.value.code == "result_not_recorded"
+        assert "Paiement annulé sur le terminal : rien n'est débité" in world.app.screen[-1]
+        assert "ne relancez pas" not in world.app.screen[-1]
+        world.backend.faults.clear()
+        world.start_payment(number)  # the held approval is released first, then paid once
+        world.tap("visa")
+        assert world.finish_payment().invoice["status"] == "paid"
+        statuses = [p.status for p in world.store.invoice(number).payments]
+        assert statuses == ["reversed", "captured"]
+        assert world.store.check_invariants(settled=True) == []

@@ -18,6 +18,7 @@ from harness.scenarios.model import (
     MomentTracker,
     OutOfRange,
     PaymentFlow,
+    PressKey,
     RemoveCard,
     ScenarioError,
     Tap,
@@ -253,3 +254,15 @@ def test_an_amount_no_terminal_takes_is_refused_on_load(tmp_path: Path, amount: 
     error = error_of(tmp_path, f"flow:\n  payment: {{amount: {amount}}}\n")
     assert ":2: flow.payment.amount: " in str(error)
     assert "more than a terminal takes (999 999,99 €)" in str(error)
+
+
+def test_a_key_can_be_pressed_at_a_moment(tmp_path: Path) -> None:
+    text = (
+        "flow: {payment: {at_most: 50}}\nfaults:\n  - at: authorisation_request_sent\n"
+        "    key: red\nsteps:\n  - tap: visa\n"
+    )
+    scenario = load(write(tmp_path, text), KNOWN)
+    [fault] = scenario.faults
+    assert (fault.moment, fault.action) == ("authorisation_request_sent", PressKey("red", 4))
+    error = error_of(tmp_path, text.replace("key: red", "key: blue"))
+    assert (error.line, error.field) == (4, "faults[0].key")

@@ -40,15 +40,19 @@ def test_the_journal_keeps_transactions_across_folders_opened_again(tmp_path: Pa
 
 
 @pytest.mark.parametrize(
-    ("column", "value", "why"),
+    ("column", "value", "why"),  # value: what a damaged or hand-edited row holds
     [
         ("state", "frobnicated", "not a valid State"),
         ("receipt", "[not json", "Expecting value"),
         ("entry_mode", "telepathy", "not a valid EntryMode"),
+        ("amount", "abc", "amount must be a whole number of cents"),
+        ("receipt", '"TICKET"', "receipt must be a list of lines"),
+        ("kind", "refund", "kind must be payment or capture"),
+        ("currency", None, "currency must be text"),
     ],
 )
 def test_an_unreadable_row_is_an_error_naming_the_file_and_the_transaction(
-    tmp_path: Path, column: str, value: str, why: str
+    tmp_path: Path, column: str, value: str | None, why: str
 ) -> None:
     folder = TerminalDataFolder(tmp_path, "SIM0001")
     folder.save_journal([ENTRY])

@@ -1246,7 +1246,7 @@ def test_a_cancelled_request_whose_answer_never_comes_times_out_aborted(rig: Rig
     rig.engine.press_red_key(T0 + 2)
     rig.engine.on_timer(T0 + 1 + TIMEOUTS.authorisation)
     response = only(rig.engine.drain_events(), PaymentResponse)
-    assert response.result == "aborted"
+    assert (response.result, response.message) == ("aborted", "Annulée sur le terminal")
 
 
 def test_a_phone_wallet_cannot_be_inserted(rig: Rig) -> None:
