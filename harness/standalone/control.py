@@ -2,7 +2,8 @@
 
 :class:`ControlServer` drives one :class:`~simulator.ble.BleTerminal` the way a cardholder
 or a QA engineer would: present a card of the catalogue (tap or insert), type the PIN, press
-the keys, pull the card out, set the battery, cut the Bluetooth links. It runs on the
+the keys, pull the card out, set the battery, switch it back on once its battery ran out, cut
+the Bluetooth links. It runs on the
 terminal's own event loop (aiohttp, 127.0.0.1 and a free port by default) and serves the
 panel (``harness/standalone/panel/``) at ``/``. ``docs/control-api.md`` documents every route.
 
@@ -19,6 +20,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +48,13 @@ from simulator.ble import BleTerminal
 from simulator.cards import EntryMode, VirtualCard
 from simulator.protocol.carddata import mask_pan
 from simulator.protocol.messages import Command, Event, encode
-from simulator.terminal import State, TerminalError, Transaction, load_profiles
+from simulator.terminal import (
+    CONTACTLESS_CEILING,
+    State,
+    TerminalError,
+    Transaction,
+    load_profiles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,39 @@ STATE_LABELS = {
     "declined": "Refusé",
     "aborted": "Annulé",
 }
+#: The badge of a terminal whose battery ran out (whatever state the engine was left in).
+OFF_LABEL = "Éteint"
+SWITCHED_OFF = "Le terminal est éteint : rechargez-le et rallumez-le."
 SEALED = "[scellées pour le processeur]"
+#: The wallet's names of the catalogue's cards (``fixtures/cards.yaml``); a card of another
+#: catalogue without one here is shown by its key.
+CARD_LABELS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "cb_visa": "CB + Visa (cobadgée)",
+    "cb_mastercard": "CB + Mastercard (cobadgée)",
+    "amex": "American Express",
+    "wallet": "Téléphone (paiement mobile)",
+    "offline_pin": "Visa, code vérifié par la puce",
+    "online_pin": "Visa, code vérifié par la banque",
+    "sans_contact_desactive": "Visa, sans contact désactivé",
+    "expiree": "Visa expirée",
+    "pin_bloque": "Visa, code bloqué",
+    "perdue": "Visa déclarée perdue",
+    "volee": "Visa déclarée volée",
+    "visa_refusee": "Visa refusée par la banque",
+    "provision_insuffisante": "Visa, provision insuffisante",
+    "erreur_systeme": "Visa, erreur du système de la banque",
+    "banque_indisponible": "Visa, banque injoignable",
+    "non_autorisee": "Visa, opération non autorisée",
+    "restreinte": "Visa à usage restreint",
+    "plafond": "Visa, plafond de 30 € par paiement",
+    "visa_sca": "Visa, code exigé dès le 2ᵉ sans contact (DSP2)",
+    "mastercard_sca": "Mastercard, code exigé au-delà de 30 € cumulés (DSP2)",
+    "carte_test_centimes": "Visa de test : réponse selon les centimes",
+    "refus_puce": "Visa refusée par la puce",
+    "jcb_non_supportee": "JCB (marque non acceptée)",
+}
 #: Loop seconds a scenario step waits for the terminal to be ready for it (a tap waits for
 #: the terminal to ask for a card: the technician may start the payment after loading).
 STEP_WAIT = 300.0
@@ -156,6 +196,7 @@ class ControlServer:
         routes.add_post("/api/key", self._post_key)
         routes.add_post("/api/remove-card", self._post_remove_card)
         routes.add_post("/api/battery", self._post_battery)
+        routes.add_post("/api/power", self._post_power)
         routes.add_post("/api/link/drop", self._post_link_drop)
         routes.add_post("/api/scenario", self._post_scenario)
         routes.add_get("/api/events", self._events)
@@ -215,6 +256,8 @@ class ControlServer:
         engine = terminal.engine
         profile = engine.profile
         txn = engine.current
+        powered = terminal.powered
+        label = STATE_LABELS.get(engine.state.value, engine.state.value)
         return {
             "name": profile.name,
             "serial": profile.serial,
@@ -222,8 +265,9 @@ class ControlServer:
             "manufacturer": profile.manufacturer,
             "firmware": engine.firmware,
             "configured": engine.configured,
+            "powered": powered,
             "state": engine.state.value,
-            "state_label": STATE_LABELS.get(engine.state.value, engine.state.value),
+            "state_label": label if powered else OFF_LABEL,
             "screen": list(engine.screen.lines),
             "battery": engine.battery,
             "links": [
@@ -242,7 +286,7 @@ class ControlServer:
             listing.append(
                 {
                     "key": key,
-                    "label": key.replace("_", " ").capitalize(),
+                    "label": CARD_LABELS.get(key, f"Carte « {key} »"),
                     "brand": profile.brand,
                     "brands": list(dict.fromkeys(app.brand for app in profile.applications)),
                     "masked_pan": mask_pan(profile.pan),
@@ -269,7 +313,7 @@ class ControlServer:
         if snapshot == self._last_state:
             return
         self._last_state = snapshot
-        self._broadcast({"type": "state", "state": snapshot})
+        self._broadcast({"type": "state", "wall": _wall(), "state": snapshot})
 
     def _on_connection(self, connection: Any) -> None:
         if connection.handle not in self._watched:
@@ -291,6 +335,7 @@ class ControlServer:
             "type": "message",
             "seq": self._seq,
             "at": round(asyncio.get_running_loop().time(), 3),
+            "wall": _wall(),
             "direction": "in" if point == "received" else "out",
             "message": safe_message(message),
         }
@@ -345,6 +390,7 @@ class ControlServer:
                 "wallet_not_insertable",
                 "Un téléphone (portefeuille mobile) ne s'insère pas : présentez-le sans contact.",
             )
+        self._require_power()
         try:
             self.terminal.present_card(card, MODES[mode], brand)
         except TerminalError as exc:
@@ -358,6 +404,7 @@ class ControlServer:
         pin = body.get("pin")
         if not isinstance(pin, str) or not PIN_FORMAT.fullmatch(pin):
             raise ControlError(400, "invalid_pin", "Le code doit compter de 4 à 12 chiffres.")
+        self._require_power()
         try:
             self.terminal.enter_pin(pin)
         except TerminalError as exc:
@@ -371,6 +418,7 @@ class ControlServer:
         key = body.get("key")
         if key not in KEYS:
             raise ControlError(400, "unknown_key", "Touche inconnue : « green » ou « red ».")
+        self._require_power()
         self.terminal.press_key(str(key))
         return self._done()
 
@@ -378,7 +426,13 @@ class ControlServer:
         self._remove_card()
         return self._done()
 
+    def _require_power(self) -> None:
+        """A switched-off terminal takes no card, no PIN, no key: 409 ``switched_off``."""
+        if not self.terminal.powered:
+            raise ControlError(409, "switched_off", SWITCHED_OFF, "the terminal is switched off")
+
     def _remove_card(self) -> None:
+        self._require_power()
         try:
             self.terminal.remove_card()
         except TerminalError as exc:
@@ -391,12 +445,38 @@ class ControlServer:
 
     async def _post_battery(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        level = body.get("level")
-        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+        self.terminal.set_battery(_battery(body.get("level")))
+        return self._done()
+
+    async def _post_power(self, request: web.Request) -> web.Response:
+        """Switch the terminal back on, charged to ``battery`` first if given."""
+        body = await _body(request)
+        if body.get("on") is not True:
             raise ControlError(
-                400, "invalid_battery", "Niveau de batterie invalide : un entier de 0 à 100."
+                400,
+                "invalid_power",
+                'Seul {"on": true} est possible : le terminal s\'éteint de lui-même quand sa '
+                "batterie est vide.",
             )
-        self.terminal.set_battery(level)
+        level = None if body.get("battery") is None else _battery(body["battery"])
+        if (level if level is not None else self.terminal.engine.battery) == 0:
+            raise ControlError(
+                409,
+                "battery_empty",
+                "La batterie est vide : rechargez le terminal avant de le rallumer.",
+                "the battery is empty",
+            )
+        if level is not None:
+            self.terminal.set_battery(level)
+        try:
+            await self.terminal.power_on()
+        except TerminalError as exc:
+            raise ControlError(
+                409,
+                "battery_empty",
+                "La batterie est vide : rechargez le terminal avant de le rallumer.",
+                str(exc),
+            ) from None
         return self._done()
 
     async def _post_link_drop(self, _request: web.Request) -> web.Response:
@@ -409,11 +489,12 @@ class ControlServer:
         try:
             scenario = loads(text, "<script>", self._known())
         except ScenarioError as exc:
-            where = f", champ {exc.field}" if exc.field else ""
+            where = f", ligne {exc.line}" if exc.line else ""
+            where += f", champ {exc.field}" if exc.field else ""
             raise ControlError(
                 400,
                 "invalid_scenario",
-                f"Scénario invalide (ligne {exc.line}{where}) : {exc.problem}",
+                f"Scénario invalide{where} : {_scenario_problem(exc.problem)}.",
                 str(exc),
             ) from None
         if self._scenario is not None and not self._scenario.done():
@@ -491,16 +572,19 @@ class ControlServer:
                 "Le terminal n'a pas demandé de carte à temps.",
             )
             mode = EntryMode.CONTACTLESS if isinstance(step, Tap) else EntryMode.CHIP
+            self._require_power()
             terminal.present_card(self._card(step.card), mode, step.brand)
         elif isinstance(step, EnterPin):
             await self._until(
                 lambda: engine.state is State.PIN_ENTRY,
                 "Le terminal n'a pas demandé le code à temps.",
             )
+            self._require_power()
             terminal.enter_pin(step.pin)
         elif isinstance(step, RemoveCard):
             self._remove_card()
         elif isinstance(step, PressKey):
+            self._require_power()
             terminal.press_key(step.key)
         elif isinstance(step, Wait):
             await asyncio.sleep(step.seconds)
@@ -536,7 +620,9 @@ class ControlServer:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         queue: asyncio.Queue[Json] = asyncio.Queue(CLIENT_QUEUE)
-        queue.put_nowait({"type": "hello", "state": self.state(), "log": list(self._backlog)})
+        queue.put_nowait(
+            {"type": "hello", "wall": _wall(), "state": self.state(), "log": list(self._backlog)}
+        )
         client = _Client(ws, queue, asyncio.get_running_loop().create_task(_pump(ws, queue)))
         self._clients.add(client)
         try:
@@ -569,9 +655,44 @@ async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[Json]) -> None:
         log.debug("control client went away", exc_info=True)
 
 
+def _scenario_problem(problem: str) -> str:
+    """The gist, in French, of the scenario loader's English ``problem`` (kept whole in the
+    error's ``reason``)."""
+    if problem.startswith("not valid YAML"):
+        return "YAML illisible"
+    if problem.startswith("unknown card"):
+        return "carte inconnue du catalogue"
+    if problem.startswith("unknown key"):
+        return "clé inconnue à cet endroit"
+    if problem.startswith("unknown"):
+        return "valeur inconnue"
+    if "required" in problem or "missing" in problem:
+        return "élément obligatoire absent"
+    return "valeur non conforme au format des scénarios (docs/scenarios.md)"
+
+
 def _step_name(step: Action) -> str:
     """The script's own word for a step: ``tap``, ``pin``, ``remove_card``, ``battery``…"""
     return STEP_NAMES.get(type(step).__name__, type(step).__name__)
+
+
+def _wall() -> float:
+    """The wall clock (Unix seconds, to the millisecond) for a human reading the log: the loop
+    time ``at`` is virtual on a test world and counts from the loop's start otherwise."""
+    return round(time.time(), 3)
+
+
+def _chip_required(txn: Transaction) -> str | None:
+    """Why a tap would be answered « INSÉREZ VOTRE CARTE » now: ``sca`` (the issuer asked for
+    the PIN: any tap), ``amount`` (above the contactless ceiling: a phone wallet may still
+    tap), or None."""
+    if txn.state is not State.WAITING_FOR_CARD:
+        return None
+    if txn.sca_required:
+        return "sca"
+    if txn.kind == "payment" and txn.amount > CONTACTLESS_CEILING:
+        return "amount"
+    return None
 
 
 def _transaction(txn: Transaction) -> Json:
@@ -586,6 +707,7 @@ def _transaction(txn: Transaction) -> Json:
         "brand": txn.brand,
         "masked_pan": txn.masked_pan,
         "card_in_reader": txn.card_in_reader,
+        "chip_required": _chip_required(txn),
         "response_code": txn.response_code,
         "authorisation_code": txn.authorisation_code,
         "message": txn.message,
@@ -617,6 +739,15 @@ async def _body(request: web.Request) -> Json:
     if not isinstance(body, dict):
         raise ControlError(400, "invalid_json", "Corps de requête invalide : objet JSON attendu.")
     return body
+
+
+def _battery(level: object) -> int:
+    """A battery level of a request: an integer from 0 to 100, else a 400."""
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 100:
+        raise ControlError(
+            400, "invalid_battery", "Niveau de batterie invalide : un entier de 0 à 100."
+        )
+    return level
 
 
 def _field(body: Json, name: str, kind: type[str]) -> str:

@@ -7,10 +7,19 @@ const PIN_MAX = 12;
 const DIRECTIONS = { in: "téléphone → terminal", out: "terminal → téléphone" };
 const ENTRY_MODES = { contactless: "sans contact", chip: "puce" };
 
+const NOTICE_MS = 8000; // an error banner goes away after this, or when the terminal moves
+const CHIP_REASONS = {
+  amount: "Le terminal demande d'insérer la carte : montant au-dessus du plafond sans contact.",
+  sca: "Le terminal demande d'insérer la carte : la banque exige le code.",
+};
+
 const byTestId = (id) => document.querySelector(`[data-testid="${id}"]`);
 let pin = "";
 let current = null; // the last state snapshot
 let batteryTouched = false;
+let noticeTimer = null;
+let noticeSeen = null; // what the terminal showed when the banner went up
+const tapButtons = []; // [card, button]: enabled or not with the terminal's state
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -19,10 +28,18 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
-function notify(text) {
+function screenKey(state) {
+  return state ? JSON.stringify([state.powered, state.state, state.screen]) : null;
+}
+
+function notify(text, detail = "") {
   const notice = byTestId("notice");
   notice.textContent = text;
+  notice.title = detail;
   notice.hidden = !text;
+  clearTimeout(noticeTimer);
+  noticeSeen = text ? screenKey(current) : null;
+  if (text) noticeTimer = setTimeout(() => notify(""), NOTICE_MS);
 }
 
 function money(cents, currency) {
@@ -44,7 +61,7 @@ async function call(path, body) {
   }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    notify(data.message || `Erreur ${response.status}.`);
+    notify(data.message || `Erreur ${response.status}.`, data.reason || "");
     return null;
   }
   notify("");
@@ -55,13 +72,16 @@ async function call(path, body) {
 // ------------------------------------------------------------------ rendering
 function render(state) {
   current = state;
+  // a banner about an earlier state goes once the terminal has moved on
+  if (noticeSeen !== null && screenKey(state) !== noticeSeen) notify("");
   byTestId("terminal-name").textContent = state.name;
   byTestId("terminal-details").textContent =
     `${state.manufacturer} ${state.model} — n° ${state.serial} — logiciel ${state.firmware}` +
     (state.configured ? "" : " — non configuré");
   const badge = byTestId("terminal-state");
   badge.textContent = state.awaiting_code_confirmation ? "Code d'appairage à confirmer" : state.state_label;
-  badge.className = `badge ${state.state}`;
+  badge.className = state.powered ? `badge ${state.state}` : "badge off";
+  byTestId("power-on").hidden = state.powered;
 
   const screen = byTestId("screen");
   screen.replaceChildren(...state.screen.map((line) => el("div", { textContent: line })));
@@ -89,6 +109,21 @@ function render(state) {
     );
   }
   byTestId("link-drop").disabled = state.links.length === 0;
+  updateTapButtons();
+}
+
+function updateTapButtons() {
+  const txn = current && current.transaction;
+  const why = txn && txn.chip_required;
+  for (const [card, button] of tapButtons) {
+    const chipOnly = why === "sca" || (why === "amount" && !card.wallet);
+    button.disabled = !card.contactless || chipOnly;
+    button.title = !card.contactless
+      ? "Cette carte n'a pas le sans contact."
+      : chipOnly
+        ? CHIP_REASONS[why]
+        : "";
+  }
 }
 
 function describeTransaction(txn) {
@@ -115,7 +150,9 @@ function renderCards(cards) {
     wallet.replaceChildren(el("li", { className: "empty", textContent: "Catalogue vide." }));
     return;
   }
+  tapButtons.length = 0;
   wallet.replaceChildren(...cards.map(cardItem));
+  updateTapButtons();
 }
 
 function cardItem(card) {
@@ -149,6 +186,7 @@ function cardItem(card) {
     onclick: present("tap"),
   });
   tap.dataset.testid = `tap-${card.key}`;
+  tapButtons.push([card, tap]);
   const insert = el("button", {
     type: "button",
     className: "secondary",
@@ -176,6 +214,15 @@ function fieldText(value) {
   return String(value);
 }
 
+function clock(entry) {
+  // the wall-clock time the message passed (HH:MM:SS.mmm, local time)
+  if (typeof entry.wall !== "number") return `${entry.at.toFixed(3).padStart(10)} s`;
+  const at = new Date(entry.wall * 1000);
+  const two = (n) => String(n).padStart(2, "0");
+  const ms = String(at.getMilliseconds()).padStart(3, "0");
+  return `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}.${ms}`;
+}
+
 function addLog(entry) {
   const message = entry.message;
   const fields = Object.entries(message)
@@ -187,7 +234,11 @@ function addLog(entry) {
   const item = el(
     "li",
     { className: entry.direction, title: fields },
-    el("span", { className: "at", textContent: `${entry.at.toFixed(3).padStart(10)} s  ` }),
+    el("span", {
+      className: "at",
+      textContent: `${clock(entry)}  `,
+      title: `${entry.at.toFixed(3)} s depuis le démarrage du terminal`,
+    }),
     el("span", { className: "dir", textContent: DIRECTIONS[entry.direction] || entry.direction }),
     el("span", { className: "type", textContent: `${message.type} #${message.id}${reply}` }),
     el("span", { className: "fields", textContent: fields ? `  ${fields}` : "" }),
@@ -280,6 +331,16 @@ function wire() {
   battery.addEventListener("input", () => {
     batteryTouched = true;
     byTestId("battery-level").textContent = `${battery.value} %`;
+  });
+  byTestId("power-on").addEventListener("click", async () => {
+    // charged first: to the level chosen on the slider, else full if it is empty
+    const body = { on: true };
+    const chosen = Number(battery.value);
+    if (batteryTouched && chosen > 0) body.battery = chosen;
+    else if (current && current.battery === 0) body.battery = 100;
+    await call("/api/power", body);
+    batteryTouched = false;
+    if (current) render(current);
   });
   byTestId("battery-apply").addEventListener("click", async () => {
     await call("/api/battery", { level: Number(battery.value) });

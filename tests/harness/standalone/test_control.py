@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from harness.leaks import pan_leaks
 from harness.rig import World, WorldConfig
-from harness.standalone.control import SEALED, ControlServer
+from harness.standalone.control import CARD_LABELS, SEALED, ControlServer
 from simulator.terminal import format_amount
 
 Json = dict[str, Any]
@@ -145,7 +146,37 @@ def test_cards_lists_the_catalogue_with_masked_numbers_only(world: World, api: A
     assert cards["cb_visa"]["brands"] == ["CB", "VISA"]
     assert cards["wallet"]["wallet"] is True
     assert cards["sans_contact_desactive"]["contactless"] is False
+    # French names for people, not keys
+    assert cards["cb_visa"]["label"] == "CB + Visa (cobadgée)"
+    assert cards["sans_contact_desactive"]["label"] == "Visa, sans contact désactivé"
+    assert cards["wallet"]["label"] == "Téléphone (paiement mobile)"
     no_pan(world, api.outputs)
+
+
+def test_every_catalogue_card_has_a_french_name(world: World) -> None:
+    """A card added to fixtures/cards.yaml needs its name in CARD_LABELS."""
+    assert set(CARD_LABELS) == set(world.catalogue)
+    assert len(set(CARD_LABELS.values())) == len(CARD_LABELS)  # tell them apart
+    assert all("_" not in label for label in CARD_LABELS.values())
+
+
+def test_the_state_says_when_the_terminal_wants_the_chip(world: World, api: Api) -> None:
+    world.associate()
+    small = world.unpaid_invoice(at_most_cents=5000)
+    assert small is not None
+    world.start_payment(small)
+    assert api.get("/api/state")[1]["transaction"]["chip_required"] is None
+    api.post("/api/key", {"key": "red"})
+    world.finish_payment()
+
+    world.start_payment(big_invoice(world))  # above the contactless ceiling
+    _, state = api.get("/api/state")
+    assert state["screen"][1:] == ["INSÉREZ LA CARTE"]
+    assert state["transaction"]["chip_required"] == "amount"
+    api.post("/api/card", {"card": "wallet", "mode": "tap"})  # a phone still may
+    assert world.finish_payment().result == "approved"
+    _, state = api.get("/api/state")
+    assert state["transaction"]["chip_required"] is None  # over
 
 
 # ---------------------------------------------------------------------- payments
@@ -285,6 +316,8 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert (status, body["error"]) == (404, "not_found")
     status, body = api.get("/api/card")
     assert (status, body["error"]) == (405, "method_not_allowed")
+    huge = json.dumps({"script": "#" * (2 * 1024 * 1024)}).encode()
+    assert error(api, "/api/scenario", raw=huge) == (413, "body_too_large")
 
 
 SCRIPT = """\
@@ -342,8 +375,15 @@ def test_a_scenario_step_the_terminal_refuses_stops_it(world: World, api: Api) -
 def test_an_invalid_scenario_is_a_400_that_says_where(api: Api) -> None:
     status, body = api.post("/api/scenario", {"script": SCRIPT.replace("visa", "vsia")})
     assert (status, body["error"]) == (400, "invalid_scenario")
-    assert "ligne 6" in body["message"]
-    assert "vsia" in body["reason"]
+    assert body["message"] == (
+        "Scénario invalide, ligne 6, champ steps[0].insert : carte inconnue du catalogue."
+    )
+    assert "unknown card 'vsia'" in body["reason"]  # the loader's own words, for developers
+    status, body = api.post("/api/scenario", {"script": "name: [unclosed\n"})
+    assert (status, body["error"]) == (400, "invalid_scenario")
+    assert body["message"].startswith("Scénario invalide, ligne ")
+    assert body["message"].endswith(" : YAML illisible.")
+    assert "not valid YAML" in body["reason"]
     assert error(api, "/api/scenario", {"texte": SCRIPT}) == (400, "invalid_field")
 
 
@@ -355,6 +395,61 @@ def test_battery_level_is_set_and_pushed(world: World, api: Api) -> None:
     assert (status, body["state"]["battery"]) == (200, 12)
     assert world.terminal.engine.battery == 12
     events.until(lambda m: m["type"] == "state" and m["state"]["battery"] == 12, "battery 12")
+
+
+def test_an_empty_battery_switches_the_terminal_off_until_it_is_switched_on(
+    world: World, api: Api
+) -> None:
+    world.associate()
+    number = world.unpaid_invoice(at_most_cents=5000)
+    assert number is not None
+    world.start_payment(number)
+    events = api.websocket()
+    _, state = api.get("/api/state")
+    assert (state["powered"], state["state_label"]) == (True, "Attente de la carte")
+
+    assert api.post("/api/battery", {"level": 0})[0] == 200
+    world.run(world.wait_until(lambda: not world.terminal.powered, "power-off", 10))
+    _, state = api.get("/api/state")
+    assert (state["powered"], state["state_label"], state["battery"]) == (False, "Éteint", 0)
+    events.until(lambda m: m["type"] == "state" and m["state"]["powered"] is False, "off")
+    _, before = api.get("/api/state")
+    for path, body in [
+        ("/api/card", {"card": "visa", "mode": "tap"}),
+        ("/api/pin", {"pin": "1234"}),
+        ("/api/key", {"key": "red"}),
+        ("/api/key", {"key": "green"}),
+        ("/api/remove-card", None),
+    ]:
+        status, answer = api.post(path, body)
+        assert (status, answer["error"]) == (409, "switched_off"), (path, answer)
+        assert answer["message"] == "Le terminal est éteint : rechargez-le et rallumez-le."
+    assert api.get("/api/state")[1] == before  # nothing changed
+
+    status, answer = api.post("/api/power", {"on": True})
+    assert (status, answer["error"]) == (409, "battery_empty")
+    assert "rechargez" in answer["message"]
+    assert error(api, "/api/power", {"on": False}) == (400, "invalid_power")
+    assert error(api, "/api/power", {"on": True, "battery": 101}) == (400, "invalid_battery")
+    assert error(api, "/api/power", {"on": True, "battery": 0}) == (409, "battery_empty")
+
+    status, answer = api.post("/api/battery", {"level": 30})  # charging alone: still off
+    assert (status, answer["state"]["powered"], answer["state"]["battery"]) == (200, False, 30)
+    assert not world.terminal.powered
+
+    status, answer = api.post("/api/power", {"on": True, "battery": 80})
+    assert status == 200, answer
+    assert (answer["state"]["powered"], answer["state"]["battery"]) == (True, 80)
+    assert answer["state"]["state_label"] != "Éteint"
+    assert world.terminal.powered
+    events.until(lambda m: m["type"] == "state" and m["state"]["powered"] is True, "back on")
+    assert api.post("/api/power", {"on": True})[0] == 200  # already on: nothing to do
+
+    interrupted = world.finish_payment()  # the payment under way died with the power
+    assert (interrupted.result, interrupted.invoice["status"]) == ("aborted", "unpaid")
+    world.start_payment(number)  # the app reconnects; the customer pays from the panel
+    assert api.post("/api/card", {"card": "visa", "mode": "tap"})[0] == 200
+    assert world.finish_payment().invoice["status"] == "paid"
 
 
 def test_dropping_the_link_disconnects_the_phone(world: World, api: Api) -> None:
@@ -406,6 +501,8 @@ def test_the_websocket_pushes_the_screen_and_the_protocol_log(world: World, api:
     ]:
         assert expected in log
     sent = [e["message"] for e in events.log() if e["message"]["type"] == "AuthorisationRequest"]
+    for entry in events.received:  # a wall-clock time for people, next to the loop time
+        assert abs(entry["wall"] - time.time()) < 600, entry
     sealed = sent[0]["card_data"]
     assert sealed["contenu"] == SEALED
     assert "ciphertext" not in sealed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import shutil
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -181,15 +182,24 @@ def test_an_invoice_is_paid_by_tapping_a_card_in_the_panel(
     shop: ThreadedWorld, panel: Page
 ) -> None:
     number, cents = unpaid(shop, 0, 5000)
+    expect(panel.get_by_test_id("card-cb_visa")).to_contain_text("CB + Visa (cobadgée)")
+    panel.get_by_test_id("tap-visa").click()  # too early: the terminal waits for no card
+    notice = panel.get_by_test_id("notice")
+    expect(notice).to_contain_text("n'attend pas de carte", timeout=UI_MS)
     payment = shop.submit(shop.world.app.pay_invoice(number))
 
     screen = panel.get_by_test_id("screen")
     expect(screen).to_contain_text(format_amount(cents), timeout=UI_MS)
+    # the terminal moved on: the banner went (at once, not by its 8 s timer)
+    expect(notice).to_be_hidden(timeout=2000)
     expect(panel.get_by_test_id("transaction")).to_contain_text(number, timeout=UI_MS)
     panel.get_by_test_id("card-visa").get_by_role("button", name="Sans contact").click()
 
     settle(shop, panel, payment, number)
     expect(panel.get_by_test_id("transaction")).to_contain_text("************4242")
+    # the log's times are the wall clock's, to the millisecond
+    first = panel.get_by_test_id("log-entry").first.locator(".at")
+    expect(first).to_have_text(re.compile(r"^[0-2][0-9]:[0-5][0-9]:[0-5][0-9]\.[0-9]{3}\s*$"))
 
 
 def test_an_invoice_is_paid_by_inserting_a_card_and_typing_the_pin(
@@ -201,6 +211,10 @@ def test_an_invoice_is_paid_by_inserting_a_card_and_typing_the_pin(
     screen = panel.get_by_test_id("screen")
     expect(screen).to_contain_text(format_amount(cents), timeout=UI_MS)
     expect(screen).to_contain_text("INSÉREZ LA CARTE", timeout=UI_MS)
+    tap = panel.get_by_test_id("tap-mastercard")  # above the contactless ceiling
+    expect(tap).to_be_disabled()
+    expect(tap).to_have_attribute("title", re.compile("plafond sans contact"))
+    expect(panel.get_by_test_id("tap-wallet")).to_be_enabled()  # a phone still may
     panel.get_by_test_id("insert-mastercard").click()
     expect(screen).to_contain_text("SAISISSEZ VOTRE CODE", timeout=UI_MS)
     for digit in "4321":
@@ -215,3 +229,41 @@ def test_an_invoice_is_paid_by_inserting_a_card_and_typing_the_pin(
     expect(remove).to_be_enabled(timeout=UI_MS)
     remove.click()
     expect(remove).to_be_disabled(timeout=UI_MS)
+    expect(tap).to_be_enabled(timeout=UI_MS)  # the payment is over
+
+
+@pytest.fixture
+def lone_terminal(browser: Browser) -> Iterator[tuple[ThreadedWorld, Page]]:
+    """A terminal of its own (no phone), for tests that switch it off."""
+    threaded = ThreadedWorld(WorldConfig(fast=False, preconfigured=True))
+    server = threaded.start()
+    page = browser.new_page()
+    page.goto(server.url)
+    expect(page.get_by_test_id("connection")).to_have_text("En direct", timeout=UI_MS)
+    yield threaded, page
+    page.close()
+    threaded.stop()
+
+
+def test_a_terminal_whose_battery_ran_out_is_switched_on_again_from_the_panel(
+    lone_terminal: tuple[ThreadedWorld, Page],
+) -> None:
+    threaded, panel = lone_terminal
+    power_on = panel.get_by_test_id("power-on")
+    expect(power_on).to_be_hidden()
+    terminal = threaded.world.terminal
+    threaded.read(lambda: terminal.set_battery(0))
+    badge = panel.get_by_test_id("terminal-state")
+    expect(badge).to_have_text("Éteint", timeout=UI_MS)
+    expect(power_on).to_be_visible()
+
+    panel.get_by_test_id("tap-visa").click()
+    notice = panel.get_by_test_id("notice")
+    expect(notice).to_have_text("Le terminal est éteint : rechargez-le et rallumez-le.")
+
+    power_on.click()  # empty: charged to 100 % first
+    expect(badge).to_have_text("Au repos", timeout=UI_MS)
+    expect(power_on).to_be_hidden()
+    expect(panel.get_by_test_id("battery-level")).to_have_text("100 %")
+    expect(notice).to_be_hidden(timeout=2000)
+    assert threaded.read(lambda: (terminal.powered, terminal.engine.battery)) == (True, 100)
