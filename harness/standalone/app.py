@@ -15,7 +15,9 @@ pairing fails. The cardholder also acts on the terminal (its control API), not h
 
 Prints each stage of the flow in French as it happens; exits 0 when the association
 succeeded or the invoice is paid, 1 when the flow failed (the app's French message on
-stderr), 2 on bad options.
+stderr, e.g. the terminal stopped or refused mid-pairing), 2 on bad options or a transport
+that does not open, 3 when the radio itself went away (the RootCanal or dongle stopped
+answering: one French line, the technical detail after it), 130 on Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -26,19 +28,33 @@ import contextlib
 import signal
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from bumble.device import Device
 from bumble.hci import Address
 from bumble.transport import open_transport
+from bumble.transport.common import Transport
 
-from harness.app import AppTimeouts, BackendClient, InvoicingApp, PhoneError, VirtualPhone
+from harness.app import (
+    AppTimeouts,
+    BackendClient,
+    InvoicingApp,
+    PaymentOutcome,
+    PhoneError,
+    VirtualPhone,
+)
 from harness.app.backend_client import BackendError
 
 DEFAULT_DATA = Path("tpe-sim-data") / "phone"
 PHONE_ADDRESS = "C0:99:88:77:66:01"
 STATUS_FR = {"paid": "payée", "unpaid": "impayée", "partially_paid": "partiellement payée"}
+#: Exit statuses (see the module docstring).
+FLOW_FAILED = 1
+RADIO_LOST = 3
+INTERRUPTED = 130
 
 
 @dataclass
@@ -68,60 +84,124 @@ async def run_app(options: AppOptions) -> int:
             file=sys.stderr,
         )
         return 2
-    async with transport:
-        device = Device.with_hci(
-            "Téléphone du technicien", Address(options.address), transport.source, transport.sink
-        )
-        phone = VirtualPhone(device, keystore_file=options.data / "bonds.json")
-        if options.confirm_codes:
+    try:
+        return await _on_transport(transport, options, stage)
+    finally:
+        with contextlib.suppress(Exception):  # the radio may be gone already
+            await transport.close()
 
-            async def confirm(code: str) -> bool:
-                print(f"(--confirm-codes) code {code} confirmé sur le téléphone", flush=True)
-                return True
 
-            phone.confirm_code = confirm
+async def _on_transport(
+    transport: Transport, options: AppOptions, stage: Callable[[str, str], None]
+) -> int:
+    device = Device.with_hci(
+        "Téléphone du technicien", Address(options.address), transport.source, transport.sink
+    )
+    phone = VirtualPhone(device, keystore_file=options.data / "bonds.json")
+    if options.confirm_codes:
+
+        async def confirm(code: str) -> bool:
+            print(f"(--confirm-codes) code {code} confirmé sur le téléphone", flush=True)
+            return True
+
+        phone.confirm_code = confirm
+    try:
         await phone.start()
-        app = InvoicingApp(
-            phone, BackendClient(options.backend), AppTimeouts(), options.data / "app.json"
-        )
-        app.listeners.append(stage)
-        try:
-            if options.action == "associate":
-                await app.associate_terminal(options.terminal)
-                return 0
-            assert options.invoice is not None
-            if options.terminal is not None:
-                await app.associate_terminal(options.terminal)
-            outcome = await app.pay_invoice(options.invoice)
-            status = str(outcome.invoice.get("status"))
-            print(
-                f"Résultat : {outcome.message} — facture {options.invoice} : "
-                f"{STATUS_FR.get(status, status)}",
-                flush=True,
-            )
-            return 0 if outcome.result == "approved" and status == "paid" else 1
-        except (PhoneError, BackendError) as error:
-            print(f"✗ ÉCHEC : {error}", file=sys.stderr, flush=True)
-            return 1
-        finally:
-            if app.link is not None:
-                with contextlib.suppress(Exception):
-                    await app.link.disconnect()
-            await app.backend.close()
+    except Exception as error:  # no controller answers on that transport
+        _radio_lost(error)
+        return RADIO_LOST
+    app = InvoicingApp(
+        phone, BackendClient(options.backend), AppTimeouts(), options.data / "app.json"
+    )
+    app.listeners.append(stage)
+    try:
+        return await run_flow(app, options)
+    finally:
+        if app.link is not None:
             with contextlib.suppress(Exception):
-                await phone.stop()
+                await app.link.disconnect()
+        await app.backend.close()
+        with contextlib.suppress(Exception):
+            await phone.stop()
 
 
-async def _main(options: AppOptions) -> int:
-    task = asyncio.ensure_future(run_app(options))
+class Flows(Protocol):
+    """What :func:`run_flow` asks of the app (an :class:`InvoicingApp`)."""
+
+    async def associate_terminal(self, name: str | None = None) -> Any: ...
+
+    async def pay_invoice(self, number: str) -> PaymentOutcome: ...
+
+
+def _fail(text: str) -> None:
+    print(f"✗ ÉCHEC : {text}", file=sys.stderr, flush=True)
+
+
+async def run_flow(app: Flows, options: AppOptions) -> int:
+    """The flow ``options`` asks for on ``app``; its exit status (module docstring). Only a
+    cancellation of this task (Ctrl-C) propagates; whatever else stops the flow is one French
+    line on stderr."""
+    try:
+        if options.action == "associate":
+            await app.associate_terminal(options.terminal)
+            return 0
+        assert options.invoice is not None
+        if options.terminal is not None:
+            await app.associate_terminal(options.terminal)
+        outcome = await app.pay_invoice(options.invoice)
+        status = str(outcome.invoice.get("status"))
+        print(
+            f"Résultat : {outcome.message} — facture {options.invoice} : "
+            f"{STATUS_FR.get(status, status)}",
+            flush=True,
+        )
+        return 0 if outcome.result == "approved" and status == "paid" else FLOW_FAILED
+    except (PhoneError, BackendError) as error:
+        _fail(str(error))
+        return FLOW_FAILED
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # Ctrl-C: this task was cancelled
+        # a cancellation from below: Bumble gave up a pairing or a request because the
+        # terminal went away or refused
+        _fail(
+            "le terminal a interrompu l'échange (arrêté, hors de portée ou appairage refusé) ; "
+            "vérifiez qu'il tourne et réessayez"
+        )
+        return FLOW_FAILED
+    except Exception as error:  # the radio went away: RootCanal stopped, dongle unplugged
+        _radio_lost(error)
+        return RADIO_LOST
+
+
+def _radio_lost(error: Exception) -> None:
+    _fail(
+        "plus de réponse du contrôleur Bluetooth (RootCanal arrêté, clé USB débranchée ?) "
+        f"— {type(error).__name__}: {error}"
+    )
+
+
+async def interruptible(flow: Coroutine[Any, Any, int]) -> int:
+    """Run ``flow`` until it ends or SIGINT/SIGTERM cancels it (then « interrompu », 130)."""
+    task = asyncio.ensure_future(flow)
     loop = asyncio.get_running_loop()
     for number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(number, task.cancel)
     try:
         return await task
     except asyncio.CancelledError:
+        if not task.cancelled():  # the flow ended, then this very coroutine was cancelled
+            raise
         print("interrompu", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(number)
+
+
+async def _main(options: AppOptions) -> int:
+    return await interruptible(run_app(options))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -147,7 +227,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="DIR",
             help=f"the phone's bonds and the app's associated terminal (default: {DEFAULT_DATA})",
         )
-        sub.add_argument("--address", default=PHONE_ADDRESS, help="the phone's BD address")
+        sub.add_argument(
+            "--address",
+            default=PHONE_ADDRESS,
+            help=f"the phone's BD address (default {PHONE_ADDRESS}); a second phone needs "
+            "another one, and its own --data",
+        )
         sub.add_argument("--terminal", help="the terminal's name (default: the first heard)")
         sub.add_argument(
             "--confirm-codes",
