@@ -140,6 +140,33 @@ def test_an_app_process_pays_an_invoice_through_the_terminal_and_backend_process
     assert bytes.fromhex(VISA_PAN) not in capture
 
 
+def test_a_restarted_terminal_takes_the_same_card_again(
+    backend: BackendProcess, tmp_path: Path
+) -> None:
+    """The review's replay: pay with visa, Ctrl-C the terminal, start it again on the same
+    data folder, pay with visa again — approved, because the card's ATC went on (wallet.json)
+    and the backend (which remembers the last ATC) sees no replay."""
+    data = tmp_path / "terminal"
+    for run in range(2):
+        with start_terminal(data=data, preconfigured=True) as terminal:
+            number = unpaid_contactless_invoice(backend.url)
+            arguments = ["pay", "--invoice", number, "--transport", terminal.transport]
+            arguments += ["--backend", backend.url, "--data", str(tmp_path / "phone")]
+            arguments.append("--confirm-codes")
+            with TpeSimProcess(["app", *arguments]) as app:
+                asyncio.run(
+                    asyncio.wait_for(
+                        play_merchant_and_cardholder(terminal.control_url, tap="visa"),
+                        FLOW_TIMEOUT,
+                    )
+                )
+                assert app.wait(FLOW_TIMEOUT) == 0, (run, app.output)
+            assert f"facture {number} payée" in app.output, (run, app.output)
+            assert terminal.interrupt() == 0, terminal.output
+    wallet = json.loads((data / "wallet.json").read_text(encoding="utf-8"))
+    assert wallet["cards"]["visa"]["atc"] == 41 + 2  # the catalogue's 41, read twice
+
+
 def test_bumble_gatt_dump_lists_the_device_information_and_battery(
     terminal: TerminalProcess,
 ) -> None:
