@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.app import PhoneError
 from harness.backend.seed import FixtureError
@@ -91,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.scenarios.cli import add_parser as add_scenario_parser
 
     add_scenario_parser(commands)
+    capture = commands.add_parser(
+        "capture",
+        help="print the payment protocol's messages of btsnoop captures (--snoop, --tpe-snoop)",
+    )
+    capture.add_argument("files", nargs="+", type=Path, metavar="FILE")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose >= 2 else logging.WARNING,
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return backend.backend_command(args)
     if args.command == "app":
         return app.app_command(args)
+    if args.command == "capture":
+        return capture_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -121,6 +129,26 @@ def _seconds(text: str) -> float:
     if not math.isfinite(value) or not 0 <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
     return value
+
+
+def capture_command(args: argparse.Namespace) -> int:
+    from harness.captures import CaptureError, describe, read_capture_file
+
+    status = 0
+    for path in args.files:
+        try:
+            capture = read_capture_file(path)
+        except CaptureError as error:
+            print(f"tpe-sim: capture illisible : {error}", file=sys.stderr)
+            status = 2
+            continue
+        print(
+            f"{path}: {capture.packets} paquets HCI, {capture.att_pdus} PDU ATT, "
+            f"{len(capture.messages)} messages du protocole de paiement"
+        )
+        for line in describe(capture):
+            print(f"  {line}")
+    return status
 
 
 def steps_command(args: argparse.Namespace) -> int:

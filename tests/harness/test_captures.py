@@ -3,13 +3,13 @@ as btsnoop files Wireshark opens, holding the payment's ATT traffic and no card 
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.captures import CaptureError, read_capture
+from harness.cli import main
 from harness.rig import World, WorldConfig
 
 pytest_plugins = ["pytester"]
@@ -67,39 +67,44 @@ def test_a_restarted_terminal_keeps_writing_one_valid_capture(tmp_path: Path) ->
 
 # ---------------------------------------------------------------------------- helpers
 def att_messages(capture: bytes) -> list[dict[str, Any]]:
-    """The protocol messages in a btsnoop capture, parsed by hand: HCI ACL packets (H4)
-    reassembled into L2CAP PDUs, ATT (CID 4) writes and notifications, the payment
-    service's frames (docs/protocol.md) joined into JSON messages."""
-    assert capture[:8] == b"btsnoop\0"
-    version, datalink = struct.unpack(">II", capture[8:16])
-    assert (version, datalink) == (1, 1002)  # HCI UART (H4)
-    offset, pending, pdus = 16, dict[tuple[int, int], bytes](), []
-    while offset < len(capture):
-        _orig, length, flags, _drops, _time = struct.unpack(">IIIIQ", capture[offset:][:24])
-        packet = capture[offset + 24 : offset + 24 + length]
-        offset += 24 + length
-        if len(packet) < 5 or packet[0] != 0x02:  # ACL data only
-            continue
-        header, _size = struct.unpack("<HH", packet[1:5])
-        key = (flags & 1, header & 0x0FFF)  # direction, connection handle
-        continuation = (header >> 12) & 0x3 == 0x1
-        pending[key] = (pending.get(key, b"") if continuation else b"") + packet[5:]
-        buffer = pending[key]
-        if len(buffer) >= 4:
-            pdu_length, cid = struct.unpack("<HH", buffer[:4])
-            if len(buffer) >= 4 + pdu_length:
-                pdus.append((key[0], cid, buffer[4 : 4 + pdu_length]))
-                del pending[key]
-    assert any(cid == 0x0004 for _, cid, _ in pdus), "no ATT traffic in the capture"
-    streams: dict[int, bytes] = {0: b"", 1: b""}
-    messages = []
-    for direction, cid, pdu in pdus:
-        if cid != 0x0004 or pdu[0] not in (0x12, 0x1B):  # write request, notification
-            continue
-        frame = pdu[3:]
-        first, last = frame[0] & 0x01, frame[0] & 0x02
-        streams[direction] += frame[5:] if first else frame[3:]
-        if last:
-            messages.append(json.loads(streams[direction]))
-            streams[direction] = b""
-    return messages
+    """The protocol messages of a capture (harness.captures), which must hold ATT traffic."""
+    parsed = read_capture(capture)
+    assert parsed.att_pdus > 0, "no ATT traffic in the capture"
+    return [item.message for item in parsed.messages]
+
+
+def test_tpe_sim_capture_prints_the_protocol_messages_of_a_capture(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with World(WorldConfig(snoop_dir=tmp_path)) as world:
+        world.associate()
+        number = world.unpaid_invoice(at_most_cents=5000)
+        assert number is not None
+        world.start_payment(number)
+        world.tap("visa")
+        world.finish_payment()
+    [terminal] = tmp_path.glob("TPE-*.btsnoop")
+    assert main(["capture", str(terminal)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{terminal}: ")
+    assert "messages du protocole de paiement" in lines[0]
+    # the terminal's own capture: what it received (←) and sent (→), in order
+    kinds = [line.split()[:2] for line in lines[1:]]
+    assert ["←", "PaymentRequest"] in kinds
+    assert kinds.index(["←", "PaymentRequest"]) < kinds.index(["→", "AuthorisationRequest"])
+    assert kinds.index(["→", "AuthorisationRequest"]) < kinds.index(["→", "PaymentResponse"])
+    assert VISA_PAN not in out  # the sealed card data stays sealed
+
+
+def test_tpe_sim_capture_says_what_is_wrong_with_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "not-a-capture.btsnoop"
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    assert main(["capture", str(bad), str(tmp_path / "absent.btsnoop")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not a btsnoop capture" in err
+    assert "absent.btsnoop" in err
+    with pytest.raises(CaptureError, match="datalink 1001"):
+        read_capture(b"btsnoop\0" + (1).to_bytes(4, "big") + (1001).to_bytes(4, "big"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import struct
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from harness.captures import read_capture
 from harness.standalone.processes import (
     BackendProcess,
     TerminalProcess,
@@ -226,39 +226,7 @@ def attribute_values(output: str) -> dict[str, bytes]:
 
 
 def att_messages(capture: bytes) -> list[dict[str, Any]]:
-    """The protocol messages in a btsnoop capture, parsed by hand: HCI ACL packets (H4)
-    reassembled into L2CAP PDUs, ATT (CID 4) writes and notifications, the payment
-    service's frames (docs/protocol.md) joined into JSON messages."""
-    assert capture[:8] == b"btsnoop\0"
-    version, datalink = struct.unpack(">II", capture[8:16])
-    assert (version, datalink) == (1, 1002)  # HCI UART (H4)
-    offset, pending, pdus = 16, dict[tuple[int, int], bytes](), []
-    while offset < len(capture):
-        _orig, length, flags, _drops, _time = struct.unpack(">IIIIQ", capture[offset:][:24])
-        packet = capture[offset + 24 : offset + 24 + length]
-        offset += 24 + length
-        if len(packet) < 5 or packet[0] != 0x02:  # ACL data only
-            continue
-        header, _size = struct.unpack("<HH", packet[1:5])
-        key = (flags & 1, header & 0x0FFF)  # direction, connection handle
-        continuation = (header >> 12) & 0x3 == 0x1
-        pending[key] = (pending.get(key, b"") if continuation else b"") + packet[5:]
-        buffer = pending[key]
-        if len(buffer) >= 4:
-            pdu_length, cid = struct.unpack("<HH", buffer[:4])
-            if len(buffer) >= 4 + pdu_length:
-                pdus.append((key[0], cid, buffer[4 : 4 + pdu_length]))
-                del pending[key]
-    assert any(cid == 0x0004 for _, cid, _ in pdus), "no ATT traffic in the capture"
-    streams: dict[int, bytes] = {0: b"", 1: b""}
-    messages = []
-    for direction, cid, pdu in pdus:
-        if cid != 0x0004 or pdu[0] not in (0x12, 0x1B):  # write request, notification
-            continue
-        frame = pdu[3:]
-        first, last = frame[0] & 0x01, frame[0] & 0x02
-        streams[direction] += frame[5:] if first else frame[3:]
-        if last:
-            messages.append(json.loads(streams[direction]))
-            streams[direction] = b""
-    return messages
+    """The protocol messages of a capture (harness.captures), which must hold ATT traffic."""
+    parsed = read_capture(capture)
+    assert parsed.att_pdus > 0, "no ATT traffic in the capture"
+    return [item.message for item in parsed.messages]
