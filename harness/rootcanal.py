@@ -93,6 +93,22 @@ def rootcanal_version() -> str | None:
         return "unknown"
 
 
+#: What ``python -m rootcanal`` does, minus the wrapper process: the binary replaces the
+#: interpreter (exec) after asking Linux to SIGTERM it when its parent dies (prctl
+#: PR_SET_PDEATHSIG, kept across exec), so that a terminal process killed with SIGKILL or
+#: SIGHUP does not leave a RootCanal running. Elsewhere prctl is skipped.
+_LAUNCH = (
+    "import ctypes, os, signal, sys\n"
+    "import rootcanal.binaries\n"
+    "if sys.platform.startswith('linux'):\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "    if os.getppid() == 1:\n"
+    "        sys.exit('tpe-sim: parent gone before RootCanal started')\n"
+    "binary = rootcanal.binaries.get_package_binary_resource_path('rootcanal')\n"
+    "os.execv(binary, [binary, *sys.argv[1:]])\n"
+)
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct TCP ports free on 127.0.0.1 right now."""
     sockets: list[socket.socket] = []
@@ -133,8 +149,8 @@ def start_rootcanal(
         process = subprocess.Popen(
             [
                 interpreter,
-                "-m",
-                "rootcanal",
+                "-c",
+                _LAUNCH,
                 f"-hci_port={hci}",
                 f"-test_port={test}",
                 f"-link_port={link}",

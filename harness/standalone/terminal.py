@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import socket
 import sys
@@ -72,6 +74,8 @@ DEFAULT_DATA_ROOT = Path("tpe-sim-data")
 #: messages kept in memory for inspection: a terminal runs for days (its control panel keeps
 #: its own bounded log)
 MESSAGE_LOG_SIZE = 1000
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LOCK_FILE = "terminal.lock"
 
 Printer = Callable[[str], None]
 
@@ -131,6 +135,7 @@ class StandaloneTerminal:
         self.terminal: BleTerminal | None = None
         self.control: ControlServer | None = None
         self._snoop_file: IO[bytes] | None = None
+        self._lock_fd: int | None = None
         try:
             self.wallet = CardWallet(
                 self.data_dir / WALLET_FILE, self.keys.personalise, self.catalogue
@@ -169,6 +174,7 @@ class StandaloneTerminal:
         where = self.data_dir
         try:
             data = TerminalDataFolder(where, self.profile.serial)
+            self._lock(where)
             data.load_journal()
             data.load_counter()
         except JournalError as exc:
@@ -181,6 +187,26 @@ class StandaloneTerminal:
         except OSError as exc:  # a file where the folder should be, no permission, …
             raise StartError(f"dossier de données {where} inutilisable — {exc}") from exc
         return data
+
+    def _lock(self, where: Path) -> None:
+        """One terminal per data folder: two would write the same journal, DUKPT counter and
+        cards' counters (and replay them). An exclusive ``flock`` on ``terminal.lock``, held
+        while the terminal runs; the kernel drops it when the process ends, even killed."""
+        if self._lock_fd is not None:
+            return
+        path = where / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartError(
+                f"le dossier de données {where} est déjà utilisé par un autre tpe-sim terminal "
+                f"(verrou {path}) : arrêtez-le, ou choisissez un autre --data"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a curious human
+        self._lock_fd = fd
 
     def _check_control_port(self) -> None:
         """Refuse a control port already taken before the radio starts (the server's own
@@ -296,6 +322,9 @@ class StandaloneTerminal:
         if self._snoop_file is not None:
             self._snoop_file.close()
             self._snoop_file = None
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)  # the only descriptor: the flock goes with it
 
     def describe(self) -> list[str]:
         """What a human needs to know once it runs (French)."""
@@ -324,7 +353,7 @@ async def serve(options: TerminalOptions, out: Printer = _print) -> int:
     """Run the terminal until SIGINT or SIGTERM; 0 after a clean stop, 2 if it cannot start."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for number in STOP_SIGNALS:  # Ctrl-C, kill, a closed terminal window or SSH session
         loop.add_signal_handler(number, stop.set)
     try:
         try:
@@ -341,7 +370,7 @@ async def serve(options: TerminalOptions, out: Printer = _print) -> int:
         out(f"Terminal arrêté ; ses données restent dans {terminal.data_dir.resolve()}")
         return 0
     finally:
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in STOP_SIGNALS:
             loop.remove_signal_handler(number)
 
 

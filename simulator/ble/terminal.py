@@ -196,13 +196,17 @@ class BleTerminal:
                 ]
             )
         )
-        await self.device.start_advertising(
-            auto_restart=True,
-            advertising_interval_min=profile.advertising_interval_ms,
-            advertising_interval_max=profile.advertising_interval_ms,
-        )
-        self.powered = True
+        self.powered = True  # before advertising: a phone may connect at once
         self._powering_off = False
+        try:
+            await self.device.start_advertising(
+                auto_restart=True,
+                advertising_interval_min=profile.advertising_interval_ms,
+                advertising_interval_max=profile.advertising_interval_ms,
+            )
+        except BaseException:
+            self.powered = False
+            raise
         log.info("terminal %s advertising", profile.name)
         self._changed()
 
@@ -240,6 +244,16 @@ class BleTerminal:
             await self.device.stop_advertising()
         except hci.HCI_Error:  # RootCanal refuses it once a phone has connected
             log.debug("stop_advertising refused by the controller", exc_info=True)
+        # Bumble's power_off leaves the controller running (a real controller, RootCanal's or
+        # the virtual one): reset it, as a power cut would, so that it neither advertises nor
+        # accepts a connection while the terminal is off; forget the advertising set the reset
+        # took away, or the next start would try to remove it again.
+        try:
+            await self.device.host.send_sync_command(hci.HCI_Reset_Command())
+        except (hci.HCI_Error, TimeoutError):
+            log.warning("the controller refused to reset at power-off", exc_info=True)
+        self.device.legacy_advertising_set = None
+        self.device.legacy_advertiser = None
         await self.device.power_off()
         self._changed()
 
@@ -363,6 +377,10 @@ class BleTerminal:
 
     # ---------------------------------------------------------------- links
     def _on_connection(self, connection: Connection) -> None:
+        if not self.powered:  # a switched-off terminal serves nobody
+            log.info("connection from %s refused: terminal off", connection.peer_address)
+            self._spawn(self._refuse_connection(connection))
+            return
         link = _Link(connection, TerminalEndpoint(connection.att_mtu))
         self._links[connection.handle] = link
         log.info("phone connected: %s", connection.peer_address)
@@ -396,6 +414,12 @@ class BleTerminal:
         connection.on(connection.EVENT_CONNECTION_ENCRYPTION_CHANGE, on_encryption_change)
         connection.on(connection.EVENT_CONNECTION_ATT_MTU_UPDATE, on_mtu)
         connection.on(connection.EVENT_DISCONNECTION, on_disconnection)
+
+    async def _refuse_connection(self, connection: Connection) -> None:
+        try:
+            await connection.disconnect()
+        except Exception:  # already gone
+            log.debug("refusing a connection failed", exc_info=True)
 
     async def _load_bond(self, link: _Link) -> None:
         """A re-encrypted link (bonded phone): the stored key says whether it was MITM."""

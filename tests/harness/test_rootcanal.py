@@ -4,7 +4,10 @@ start says why."""
 from __future__ import annotations
 
 import os
+import select
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,36 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     for port in ports:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.realistic
+def test_rootcanal_goes_when_the_process_that_started_it_is_killed() -> None:
+    """SIGKILL (or a closed SSH session) gives no chance to clean up: Linux's parent-death
+    signal stops RootCanal anyway, and its port is free again."""
+    owner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from harness.rootcanal import start_rootcanal\n"
+            "r = start_rootcanal()\n"
+            "print(r.hci_port, r.process.pid, flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        port, pid = map(int, owner.stdout.readline().split())
+        rootcanal = os.pidfd_open(pid)  # readable once that process has exited
+    finally:
+        owner.kill()
+        owner.wait()
+    try:
+        exited, _, _ = select.select([rootcanal], [], [], 10.0)
+    finally:
+        os.close(rootcanal)
+    assert exited, "RootCanal outlived the process that started it"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # and its port is free again

@@ -5,6 +5,8 @@ the transport's error instead of its own."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import socket
 import sqlite3
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.standalone.terminal import LOCK_FILE
 from harness.standalone.wallet import WALLET_FILE
 from simulator.ble.storage import COUNTER_FILE, JOURNAL_FILE
 
@@ -105,3 +108,21 @@ def test_a_transport_that_does_not_open(
 ) -> None:
     err = refused(capsys, "--transport", nowhere, "--data", str(tmp_path))
     assert f"impossible d'ouvrir le transport {nowhere} — " in err
+
+
+def test_a_data_folder_another_terminal_uses(
+    tmp_path: Path, nowhere: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two terminals on one folder would write the same journal and counters: refused."""
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = os.open(data / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # another terminal runs
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        error = refused(capsys, "--transport", nowhere, "--data", str(data))
+        assert f"le dossier de données {data} est déjà utilisé par un autre tpe-sim" in error
+    finally:
+        os.close(holder)
+    # once it has gone, this one gets past the lock (and on to the transport, closed here)
+    assert main(["terminal", "--transport", nowhere, "--data", str(data)]) == 2
+    assert "déjà utilisé" not in capsys.readouterr().err

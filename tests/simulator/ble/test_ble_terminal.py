@@ -9,7 +9,7 @@ from bumble import gatt
 from bumble.att import ATT_READ_NOT_PERMITTED_ERROR, ATT_Error
 from bumble.core import UUID
 
-from harness.app import PhoneError
+from harness.app import AppTimeouts, PhoneError
 from harness.rig import World, WorldConfig
 from simulator.ble import PAYMENT_SERVICE_UUID
 from simulator.protocol import framing
@@ -213,3 +213,32 @@ def test_the_last_result_goes_out_before_a_drained_battery_switches_the_terminal
         assert outcome.invoice["status"] == "paid"
         world.run(world.wait_until(lambda: not world.terminal.powered, "power-off", 10))
         assert world.terminal.engine.battery == 0  # ...then the terminal went off
+
+
+@pytest.mark.realistic
+def test_over_rootcanal_an_empty_terminal_goes_silent_and_comes_back_on() -> None:
+    """On a real controller (RootCanal) Bumble's power_off alone would leave it advertising
+    and accepting phones: the power cut resets it, and switching on advertises again."""
+    config = WorldConfig(
+        preconfigured=True,
+        fast=False,
+        link="rootcanal",
+        app_timeouts=AppTimeouts(reconnect=6.0, scan=3.0),  # wall clock: give up quickly
+    )
+    with World(config) as world:
+        world.associate()
+        number = unpaid_small_invoice(world)
+        world.start_payment(number)
+        terminal = world.terminal
+        terminal.set_battery(0)
+        world.run(world.wait_until(lambda: not terminal.device.powered_on, "power-off", 10))
+        # the app tries to reconnect meanwhile: the terminal is silent, nobody is served
+        with pytest.raises(PhoneError) as unknown:
+            world.finish_payment()
+        assert unknown.value.code == "outcome_unknown"
+        assert terminal.connected_phones == 0
+        terminal.set_battery(60)
+        world.run(terminal.power_on())  # no stale advertising set in the way
+        world.start_payment(number)  # found, reconnected, asked for the card
+        world.tap("visa")
+        assert world.finish_payment().invoice["status"] == "paid"
