@@ -86,6 +86,18 @@ async def play_merchant_and_cardholder(control: str, *, tap: str | None) -> list
     return screens
 
 
+async def screen_shows(control: str, text: str) -> None:
+    """Return once the terminal's screen (control API WebSocket) has a line ``text``."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{control}/api/events") as events,
+    ):
+        async for message in events:
+            state = json.loads(message.data).get("state")
+            if isinstance(state, dict) and text in state["screen"]:
+                return
+
+
 def unpaid_contactless_invoice(backend_url: str) -> str:
     invoices = get(f"{backend_url}/api/invoices")["invoices"]
     return next(
@@ -203,6 +215,11 @@ def test_bumble_pair_pairs_by_numeric_comparison(terminal: TerminalProcess, tmp_
         # the LTK's flag comes first: MITM-protected, i.e. the numeric comparison happened
         assert pair.wait_for(r"authenticated: (\w+)", FLOW_TIMEOUT).group(1) == "True"
         code = pair.wait_for(r"Does the other device display (\d{6})", 1.0).group(1)
+        # the terminal's side ends when it has stored the keys (APPAIRAGE RÉUSSI): only then
+        # may the phone go, or its last key PDUs, and the bond, would be lost with the link
+        asyncio.run(
+            asyncio.wait_for(screen_shows(terminal.control_url, "APPAIRAGE RÉUSSI"), FLOW_TIMEOUT)
+        )
     assert terminal.interrupt() == 0, terminal.output  # then the bond is on disk for sure
     bonds = json.loads((tmp_path / "terminal" / "bonds.json").read_text(encoding="utf-8"))
     assert len(bonds["SIM0001"]) == 1
