@@ -53,6 +53,12 @@ class BackendOptions:
     db: Path = DEFAULT_DB
 
 
+def count(n: int, singular: str, plural: str) -> str:
+    """``n`` things in French: singular for 0 and 1 (« 0 terminal associé », « 1 facture »),
+    plural from 2 (« 2 terminaux associés »)."""
+    return f"{n} {singular if n < 2 else plural}"
+
+
 def _print(text: str) -> None:
     print(text, flush=True)
 
@@ -186,9 +192,9 @@ class StandaloneBackend:
         return [
             f"tpe-sim backend — {store.merchant.name} ({store.merchant.city})",
             f"Base : {self.options.db.resolve()} ({origin})",
-            f"Données : {len(store.customers)} clients, {len(store.invoices)} factures dont "
-            f"{unpaid} à régler, {len(store.terminals)} "
-            f"{'terminal associé' if len(store.terminals) == 1 else 'terminaux associés'}",
+            f"Données : {count(len(store.customers), 'client', 'clients')}, "
+            f"{count(len(store.invoices), 'facture', 'factures')} dont {unpaid} à régler, "
+            f"{count(len(store.terminals), 'terminal associé', 'terminaux associés')}",
             f"API : {self.server.url}",
             f"{READY_LINE} le backend répond. Ctrl-C pour l'arrêter.",
         ]

@@ -4,18 +4,21 @@ setup is one French line and exit 2."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import socket
 import sqlite3
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.backend.store import Terminal
 from harness.cli import main
-from harness.standalone.backend import lock_path
+from harness.standalone.backend import BackendOptions, StandaloneBackend, count, lock_path
 from harness.standalone.processes import TpeSimProcess, start_backend
 
 
@@ -153,3 +156,34 @@ def fcntl_free(path: Path) -> bool:
         except BlockingIOError:
             return False
         return True
+
+
+def test_counts_are_french_singular_for_zero_and_one() -> None:
+    assert count(0, "terminal associé", "terminaux associés") == "0 terminal associé"
+    assert count(1, "terminal associé", "terminaux associés") == "1 terminal associé"
+    assert count(2, "terminal associé", "terminaux associés") == "2 terminaux associés"
+    assert count(1, "facture", "factures") == "1 facture"
+
+
+def test_the_start_banner_counts_in_french(tmp_path: Path) -> None:
+    async def banners() -> list[str]:
+        backend = StandaloneBackend(BackendOptions(db=tmp_path / "b.sqlite"))
+        await backend.start()
+        try:
+            assert backend.server is not None
+            terminals = backend.server.store.terminals
+            seen = [backend.describe()[2]]
+            for serial in ("SIM0001", "SIM0002"):
+                at = datetime(2026, 1, 5, tzinfo=UTC)
+                terminals[serial] = Terminal(serial, "TPE-BLE-1", "1.4.2", at)
+                seen.append(backend.describe()[2])
+            return seen
+        finally:
+            await backend.stop()
+
+    none, one, two = asyncio.run(banners())
+    assert none.endswith(", 0 terminal associé")
+    assert one.endswith(", 1 terminal associé")
+    assert two.endswith(", 2 terminaux associés")
+    assert none.startswith("Données : ")
+    assert " clients, " in none  # the seed has many
