@@ -65,6 +65,8 @@ LOG_BACKLOG = 200
 #: browser reconnects and gets a fresh snapshot): the terminal never waits for a slow client.
 CLIENT_QUEUE = 1000
 PIN_FORMAT = re.compile(r"[0-9]{4,12}")
+#: A field the scenario loader says is missing: « missing 'flow' », « a 'delay' needs 'seconds' ».
+MISSING_FIELD = re.compile(r"(?:missing|needs) '([A-Za-z_]+)'")
 MODES = {"tap": EntryMode.CONTACTLESS, "insert": EntryMode.CHIP}
 KEYS = ("green", "red")
 STATE_LABELS = {
@@ -80,7 +82,13 @@ STATE_LABELS = {
 #: The badge of a terminal whose battery ran out (whatever state the engine was left in).
 OFF_LABEL = "Éteint"
 SWITCHED_OFF = "Le terminal est éteint : rechargez-le et rallumez-le."
+#: A 500's message: the traceback is in the terminal process's log (stderr).
+INTERNAL_ERROR = "Erreur interne du simulateur — voir le journal du terminal."
 SEALED = "[scellées pour le processeur]"
+#: The message log's lines when the terminal switches off or on (not protocol messages).
+POWER_OFF_EMPTY = "Terminal éteint (batterie vide)"
+POWER_OFF = "Terminal éteint"
+POWER_ON = "Terminal rallumé"
 #: The wallet's names of the catalogue's cards (``fixtures/cards.yaml``); a card of another
 #: catalogue without one here is shown by its key.
 CARD_LABELS = {
@@ -182,13 +190,14 @@ class ControlServer:
         self._last_state: Json | None = None
         self._publish_pending = False
         self._watched: set[int] = set()  # connection handles whose disconnection we follow
+        self._powered = terminal.powered  # as last logged (a change adds a log line)
         self._fixtures = fixtures
         self._moved = asyncio.Event()  # set on every change of the terminal
         self._scenario: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[_json_errors])
         routes = self.app.router
         routes.add_get("/", self._index)
-        routes.add_static("/panel/", PANEL_DIR, append_version=False)
+        routes.add_get("/panel/{name}", self._panel_file)
         routes.add_get("/api/state", self._get_state)
         routes.add_get("/api/cards", self._get_cards)
         routes.add_post("/api/card", self._post_card)
@@ -228,6 +237,7 @@ class ControlServer:
         return self._url
 
     async def _attach(self, _app: web.Application) -> None:
+        self._powered = self.terminal.powered
         self.terminal.listeners.append(self._changed)
         self.terminal.message_hooks.append(self._on_message)
         self.terminal.device.on(self.terminal.device.EVENT_CONNECTION, self._on_connection)
@@ -303,6 +313,9 @@ class ControlServer:
     def _changed(self) -> None:
         """Terminal listener: publish a new snapshot soon (many changes coalesce into one)."""
         self._moved.set()
+        if self.terminal.powered != self._powered:
+            self._powered = self.terminal.powered
+            self._log_power()
         if not self._publish_pending:
             self._publish_pending = True
             asyncio.get_running_loop().call_soon(self._publish_state)
@@ -343,6 +356,24 @@ class ControlServer:
         self._broadcast(entry)
         self._changed()
 
+    def _log_power(self) -> None:
+        """A line of the message log: the terminal switched off (or on again)."""
+        if self._powered:
+            text = POWER_ON
+        else:
+            text = POWER_OFF_EMPTY if self.terminal.engine.battery == 0 else POWER_OFF
+        self._seq += 1
+        entry: Json = {
+            "type": "power",
+            "seq": self._seq,
+            "at": round(asyncio.get_running_loop().time(), 3),
+            "wall": _wall(),
+            "powered": self._powered,
+            "text": text,
+        }
+        self._backlog.append(entry)
+        self._broadcast(entry)
+
     def _broadcast(self, payload: Json) -> None:
         for client in list(self._clients):
             try:
@@ -355,6 +386,15 @@ class ControlServer:
     # ---------------------------------------------------------------- routes
     async def _index(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(PANEL_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def _panel_file(self, request: web.Request) -> web.FileResponse:
+        """A file of the panel's folder (one path segment: nothing outside it); a missing
+        one is a JSON 404, raised here (aiohttp's static files answer theirs in plain text)."""
+        name = request.match_info["name"]
+        path = PANEL_DIR / name
+        if name.startswith(".") or not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "no-store"})
 
     async def _get_state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state())
@@ -449,7 +489,8 @@ class ControlServer:
         return self._done()
 
     async def _post_power(self, request: web.Request) -> web.Response:
-        """Switch the terminal back on, charged to ``battery`` first if given."""
+        """Switch the terminal back on, charged to ``battery`` first if given; a switch-on
+        that fails leaves the battery as it was."""
         body = await _body(request)
         if body.get("on") is not True:
             raise ControlError(
@@ -466,11 +507,17 @@ class ControlServer:
                 "La batterie est vide : rechargez le terminal avant de le rallumer.",
                 "the battery is empty",
             )
+        terminal = self.terminal
+        previous = terminal.engine.battery
         if level is not None:
-            self.terminal.set_battery(level)
+            terminal.set_battery(level)
         try:
-            await self.terminal.power_on()
-        except TerminalError as exc:
+            await terminal.power_on()
+        except Exception as exc:
+            if level is not None and not terminal.powered:
+                terminal.set_battery(previous)  # charged for nothing: as it was
+            if not isinstance(exc, TerminalError):
+                raise  # a 500: the traceback goes to the terminal's log
             raise ControlError(
                 409,
                 "battery_empty",
@@ -658,6 +705,9 @@ async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[Json]) -> None:
 def _scenario_problem(problem: str) -> str:
     """The gist, in French, of the scenario loader's English ``problem`` (kept whole in the
     error's ``reason``)."""
+    missing = MISSING_FIELD.search(problem)
+    if missing:
+        return f"champ obligatoire absent : {missing.group(1)}"
     if problem.startswith("not valid YAML"):
         return "YAML illisible"
     if problem.startswith("unknown card"):
@@ -759,7 +809,7 @@ def _field(body: Json, name: str, kind: type[str]) -> str:
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 HTTP_MESSAGES = {
-    404: "Adresse inconnue de l'API de contrôle.",
+    404: "Adresse inconnue du terminal (API de contrôle et panneau).",
     405: "Méthode non permise sur cette adresse.",
     413: "Corps de requête trop volumineux.",
 }
@@ -767,22 +817,21 @@ HTTP_MESSAGES = {
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error of the API as ``{"error", "message"}`` JSON; the terminal stays as it was."""
+    """Every error of the API and the panel's files as ``{"error", "message"}`` JSON; the
+    terminal stays as it was."""
     try:
         return await handler(request)
     except ControlError as exc:
         return web.json_response(exc.body(), status=exc.status)
     except web.HTTPException as exc:
-        if not request.path.startswith("/api/") or exc.status < 400:
+        if exc.status < 400:
             raise
         code = HTTP_CODES.get(exc.status, "http_error")
         message = HTTP_MESSAGES.get(exc.status, "Requête refusée.")
         return web.json_response({"error": code, "message": message}, status=exc.status)
     except Exception:
         log.exception("control API: %s %s failed", request.method, request.path)
-        return web.json_response(
-            {"error": "internal_error", "message": "Erreur interne du simulateur."}, status=500
-        )
+        return web.json_response({"error": "internal_error", "message": INTERNAL_ERROR}, status=500)
 
 
 __all__ = ["ControlError", "ControlServer", "safe_message"]

@@ -8,6 +8,7 @@ const DIRECTIONS = { in: "téléphone → terminal", out: "terminal → téléph
 const ENTRY_MODES = { contactless: "sans contact", chip: "puce" };
 
 const NOTICE_MS = 8000; // an error banner goes away after this, or when the terminal moves
+const OFF_TITLE = "Terminal éteint : rallumez-le";
 const CHIP_REASONS = {
   amount: "Le terminal demande d'insérer la carte : montant au-dessus du plafond sans contact.",
   sca: "Le terminal demande d'insérer la carte : la banque exige le code.",
@@ -19,7 +20,7 @@ let current = null; // the last state snapshot
 let batteryTouched = false;
 let noticeTimer = null;
 let noticeSeen = null; // what the terminal showed when the banner went up
-const tapButtons = []; // [card, button]: enabled or not with the terminal's state
+const cardButtons = []; // [card, tap, insert]: enabled or not with the terminal's state
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -32,10 +33,15 @@ function screenKey(state) {
   return state ? JSON.stringify([state.powered, state.state, state.screen]) : null;
 }
 
-function notify(text, detail = "") {
+// `reason`: the API's English words for developers, shown smaller after the French text
+function notify(text, reason = "") {
   const notice = byTestId("notice");
-  notice.textContent = text;
-  notice.title = detail;
+  notice.replaceChildren(text);
+  if (text && reason) {
+    const small = el("small", { className: "reason", textContent: reason });
+    small.dataset.testid = "notice-reason";
+    notice.append(" ", small);
+  }
   notice.hidden = !text;
   clearTimeout(noticeTimer);
   noticeSeen = text ? screenKey(current) : null;
@@ -47,7 +53,7 @@ function money(cents, currency) {
   return `${euros} ${currency === "EUR" ? "€" : currency}`;
 }
 
-async function call(path, body) {
+async function call(path, body, { withReason = false } = {}) {
   let response;
   try {
     response = await fetch(path, {
@@ -61,7 +67,7 @@ async function call(path, body) {
   }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    notify(data.message || `Erreur ${response.status}.`, data.reason || "");
+    notify(data.message || `Erreur ${response.status}.`, withReason ? data.reason || "" : "");
     return null;
   }
   notify("");
@@ -91,7 +97,9 @@ function render(state) {
   byTestId("pinpad").classList.toggle("asking", asking);
   if (!asking && pin) setPin("");
   const txn = state.transaction;
-  byTestId("remove-card").disabled = !(txn && txn.card_in_reader);
+  const off = !state.powered; // no card, no PIN, no key: « Rallumer » is the way back
+  document.querySelectorAll(".pinpad button").forEach((button) => gate(button, off));
+  gate(byTestId("remove-card"), off, !(txn && txn.card_in_reader));
 
   byTestId("battery-level").textContent = `${state.battery} %`;
   if (!batteryTouched) byTestId("battery-input").value = state.battery;
@@ -109,20 +117,30 @@ function render(state) {
     );
   }
   byTestId("link-drop").disabled = state.links.length === 0;
-  updateTapButtons();
+  updateCardButtons();
 }
 
-function updateTapButtons() {
+// Disabled while the terminal is off (saying so), else when `disabled`, with `title` or the
+// button's own tooltip.
+function gate(button, off, disabled = false, title = "") {
+  if (button.dataset.title === undefined) button.dataset.title = button.title;
+  button.disabled = off || disabled;
+  button.title = off ? OFF_TITLE : title || button.dataset.title;
+}
+
+function updateCardButtons() {
+  const off = current !== null && !current.powered;
   const txn = current && current.transaction;
   const why = txn && txn.chip_required;
-  for (const [card, button] of tapButtons) {
+  for (const [card, tap, insert] of cardButtons) {
     const chipOnly = why === "sca" || (why === "amount" && !card.wallet);
-    button.disabled = !card.contactless || chipOnly;
-    button.title = !card.contactless
+    const tapTitle = !card.contactless
       ? "Cette carte n'a pas le sans contact."
       : chipOnly
         ? CHIP_REASONS[why]
         : "";
+    gate(tap, off, !card.contactless || chipOnly, tapTitle);
+    gate(insert, off, card.wallet, card.wallet ? "Un téléphone ne s'insère pas." : "");
   }
 }
 
@@ -150,9 +168,9 @@ function renderCards(cards) {
     wallet.replaceChildren(el("li", { className: "empty", textContent: "Catalogue vide." }));
     return;
   }
-  tapButtons.length = 0;
+  cardButtons.length = 0;
   wallet.replaceChildren(...cards.map(cardItem));
-  updateTapButtons();
+  updateCardButtons();
 }
 
 function cardItem(card) {
@@ -186,7 +204,6 @@ function cardItem(card) {
     onclick: present("tap"),
   });
   tap.dataset.testid = `tap-${card.key}`;
-  tapButtons.push([card, tap]);
   const insert = el("button", {
     type: "button",
     className: "secondary",
@@ -195,14 +212,15 @@ function cardItem(card) {
     onclick: present("insert"),
   });
   insert.dataset.testid = `insert-${card.key}`;
-  actions.append(tap, insert);
-  const item = el(
-    "li",
-    {},
+  cardButtons.push([card, tap, insert]);
+  actions.append(el("span", { className: "buttons" }, tap, insert)); // kept side by side
+  const about = el(
+    "span",
+    { className: "about" },
     el("span", { className: "name", textContent: card.label }),
-    actions,
     el("span", { className: "meta", textContent: facts.join(" · ") }),
   );
+  const item = el("li", {}, about, actions);
   item.dataset.testid = `card-${card.key}`;
   return item;
 }
@@ -223,7 +241,29 @@ function clock(entry) {
   return `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())}.${ms}`;
 }
 
+function appendLog(item) {
+  item.dataset.testid = "log-entry";
+  const log = byTestId("log");
+  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+  log.append(item);
+  while (log.children.length > LOG_LIMIT) log.firstElementChild.remove();
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function logTime(entry) {
+  return el("span", {
+    className: "at",
+    textContent: `${clock(entry)}  `,
+    title: `${entry.at.toFixed(3)} s depuis le démarrage du terminal`,
+  });
+}
+
 function addLog(entry) {
+  if (entry.type === "power") {
+    // the terminal switched off (empty battery) or on again: a line of its own
+    appendLog(el("li", { className: "power" }, logTime(entry), el("span", { textContent: entry.text })));
+    return;
+  }
   const message = entry.message;
   const fields = Object.entries(message)
     .filter(([name, value]) => !["type", "id", "in_reply_to"].includes(name) && value !== null && value !== "")
@@ -234,21 +274,12 @@ function addLog(entry) {
   const item = el(
     "li",
     { className: entry.direction, title: fields },
-    el("span", {
-      className: "at",
-      textContent: `${clock(entry)}  `,
-      title: `${entry.at.toFixed(3)} s depuis le démarrage du terminal`,
-    }),
+    logTime(entry),
     el("span", { className: "dir", textContent: DIRECTIONS[entry.direction] || entry.direction }),
     el("span", { className: "type", textContent: `${message.type} #${message.id}${reply}` }),
     el("span", { className: "fields", textContent: fields ? `  ${fields}` : "" }),
   );
-  item.dataset.testid = "log-entry";
-  const log = byTestId("log");
-  const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-  log.append(item);
-  while (log.children.length > LOG_LIMIT) log.firstElementChild.remove();
-  if (atBottom) log.scrollTop = log.scrollHeight;
+  appendLog(item);
 }
 
 function showScenario(event) {
@@ -259,7 +290,7 @@ function showScenario(event) {
   else if (event.status === "finished") status.textContent = `${name} : terminé.`;
   else if (event.status === "failed") {
     status.textContent = `${name} : arrêté à l'étape ${event.step} (${event.action}).`;
-    notify(event.message);
+    notify(event.message, event.reason || "");
   }
 }
 
@@ -280,7 +311,7 @@ function connect() {
       render(message.state);
     } else if (message.type === "state") {
       render(message.state);
-    } else if (message.type === "message") {
+    } else if (message.type === "message" || message.type === "power") {
       addLog(message);
     } else if (message.type === "scenario") {
       showScenario(message);
@@ -354,7 +385,7 @@ function wire() {
       notify("Collez d'abord un script de scénario.");
       return;
     }
-    const loaded = await call("/api/scenario", { script: text });
+    const loaded = await call("/api/scenario", { script: text }, { withReason: true });
     if (loaded) {
       const skipped = loaded.skipped.length ? ` ; ignorées ici : ${loaded.skipped.join(", ")}` : "";
       byTestId("scenario-summary").textContent =

@@ -316,6 +316,11 @@ def test_unknown_routes_and_methods_answer_json(api: Api) -> None:
     assert (status, body["error"]) == (404, "not_found")
     status, body = api.get("/api/card")
     assert (status, body["error"]) == (405, "method_not_allowed")
+    # the panel's files too; nothing outside its folder
+    for path in ("/panel/nothing.js", "/nothing", "/panel/..%2Fcontrol.py"):
+        status, body = api.get(path)
+        assert (status, body["error"]) == (404, "not_found"), path
+        assert body["message"], path
     huge = json.dumps({"script": "#" * (2 * 1024 * 1024)}).encode()
     assert error(api, "/api/scenario", raw=huge) == (413, "body_too_large")
 
@@ -384,6 +389,11 @@ def test_an_invalid_scenario_is_a_400_that_says_where(api: Api) -> None:
     assert body["message"].startswith("Scénario invalide, ligne ")
     assert body["message"].endswith(" : YAML illisible.")
     assert "not valid YAML" in body["reason"]
+    no_flow = SCRIPT.replace('flow:\n  payment: {amount: "80,00 €"}\n', "")
+    status, body = api.post("/api/scenario", {"script": no_flow})
+    assert (status, body["error"]) == (400, "invalid_scenario")
+    assert body["message"] == "Scénario invalide, ligne 1 : champ obligatoire absent : flow."
+    assert "missing 'flow'" in body["reason"]
     assert error(api, "/api/scenario", {"texte": SCRIPT}) == (400, "invalid_field")
 
 
@@ -418,6 +428,8 @@ def test_an_empty_battery_switches_the_terminal_off_until_it_is_switched_on(
     _, state = api.get("/api/state")
     assert (state["powered"], state["state_label"], state["battery"]) == (False, "Éteint", 0)
     events.until(lambda m: m["type"] == "state" and m["state"]["powered"] is False, "off")
+    off = events.until(lambda m: m["type"] == "power", "the log's power line")
+    assert (off["powered"], off["text"]) == (False, "Terminal éteint (batterie vide)")
     _, before = api.get("/api/state")
     for path, body in [
         ("/api/card", {"card": "visa", "mode": "tap"}),
@@ -448,6 +460,13 @@ def test_an_empty_battery_switches_the_terminal_off_until_it_is_switched_on(
     assert answer["state"]["state_label"] != "Éteint"
     assert terminal_powered(world)
     events.until(lambda m: m["type"] == "state" and m["state"]["powered"] is True, "back on")
+    on = events.until(lambda m: m["type"] == "power" and m["powered"], "the log's power line")
+    assert on["text"] == "Terminal rallumé"
+    assert on["seq"] > off["seq"]
+    late = api.websocket()  # a panel that connects now sees both lines in its backlog
+    hello = late.until(lambda m: m["type"] == "hello", "the first snapshot")
+    power_lines = [entry["text"] for entry in hello["log"] if entry["type"] == "power"]
+    assert power_lines == ["Terminal éteint (batterie vide)", "Terminal rallumé"]
     assert api.post("/api/power", {"on": True})[0] == 200  # already on: nothing to do
 
     interrupted = world.finish_payment()  # the payment under way died with the power
@@ -455,6 +474,41 @@ def test_an_empty_battery_switches_the_terminal_off_until_it_is_switched_on(
     world.start_payment(number)  # the app reconnects; the customer pays from the panel
     assert api.post("/api/card", {"card": "visa", "mode": "tap"})[0] == 200
     assert world.finish_payment().invoice["status"] == "paid"
+
+
+def test_a_switch_on_that_fails_leaves_the_battery_as_it_was(
+    world: World, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api.post("/api/battery", {"level": 0})[0] == 200
+    world.run(world.wait_until(lambda: not world.terminal.powered, "power-off", 10))
+    start = world.terminal.start
+
+    async def controller_gone() -> None:
+        raise OSError("the controller went away")
+
+    monkeypatch.setattr(world.terminal, "start", controller_gone)
+    _, before = api.get("/api/state")
+    status, answer = api.post("/api/power", {"on": True, "battery": 80})
+    assert (status, answer["error"]) == (500, "internal_error")
+    assert answer["message"] == "Erreur interne du simulateur — voir le journal du terminal."
+    assert (world.terminal.engine.battery, terminal_powered(world)) == (0, False)
+    assert api.get("/api/state")[1] == before  # not charged: nothing changed
+
+    monkeypatch.setattr(world.terminal, "start", start)  # the controller is back
+    status, answer = api.post("/api/power", {"on": True, "battery": 80})
+    assert (status, answer["state"]["powered"], answer["state"]["battery"]) == (200, True, 80)
+
+
+def test_a_bug_is_a_500_that_points_to_the_terminal_log(
+    api: Api, server: ControlServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> Json:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server, "state", broken)
+    status, body = api.get("/api/state")
+    assert (status, body["error"]) == (500, "internal_error")
+    assert body["message"] == "Erreur interne du simulateur — voir le journal du terminal."
 
 
 def test_dropping_the_link_disconnects_the_phone(world: World, api: Api) -> None:

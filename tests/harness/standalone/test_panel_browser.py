@@ -232,6 +232,47 @@ def test_an_invoice_is_paid_by_inserting_a_card_and_typing_the_pin(
     expect(tap).to_be_enabled(timeout=UI_MS)  # the payment is over
 
 
+def test_a_scenario_error_shows_the_missing_field_and_the_loader_s_words(
+    panel: Page,
+) -> None:
+    panel.get_by_test_id("scenario-input").fill("name: sans_flow\nsteps:\n  - tap: visa\n")
+    panel.get_by_test_id("scenario-load").click()
+    notice = panel.get_by_test_id("notice")
+    expect(notice).to_contain_text(
+        "Scénario invalide, ligne 1 : champ obligatoire absent : flow.", timeout=UI_MS
+    )
+    expect(panel.get_by_test_id("notice-reason")).to_contain_text("missing 'flow'")
+
+
+def test_the_wallet_keeps_both_buttons_in_view_at_1024_pixels(panel: Page) -> None:
+    panel.set_viewport_size({"width": 1024, "height": 768})
+    wallet = panel.get_by_test_id("wallet")
+    expect(panel.get_by_test_id("brand-cb_visa")).to_be_visible()
+    sideways = wallet.evaluate("(list) => list.scrollWidth - list.clientWidth")
+    assert sideways <= 0, f"the wallet scrolls sideways by {sideways} px"
+    box = wallet.bounding_box()
+    assert box is not None
+    for key in ("cb_visa", "cb_mastercard", "visa"):
+        for action in ("tap", "insert"):
+            button = panel.get_by_test_id(f"{action}-{key}").bounding_box()
+            assert button is not None
+            assert box["x"] <= button["x"], (key, action, button, box)
+            assert button["x"] + button["width"] <= box["x"] + box["width"], (key, action)
+
+
+OFF_CONTROLS = (
+    "tap-visa",
+    "insert-visa",
+    "tap-cb_visa",
+    "insert-cb_visa",
+    "pin-digit-1",
+    "pin-correction",
+    "key-green",
+    "key-red",
+    "remove-card",
+)
+
+
 @pytest.fixture
 def lone_terminal(browser: Browser) -> Iterator[tuple[ThreadedWorld, Page]]:
     """A terminal of its own (no phone), for tests that switch it off."""
@@ -256,14 +297,24 @@ def test_a_terminal_whose_battery_ran_out_is_switched_on_again_from_the_panel(
     badge = panel.get_by_test_id("terminal-state")
     expect(badge).to_have_text("Éteint", timeout=UI_MS)
     expect(power_on).to_be_visible()
+    log = panel.get_by_test_id("log")
+    expect(log).to_contain_text("Terminal éteint (batterie vide)", timeout=UI_MS)
 
-    panel.get_by_test_id("tap-visa").click()
-    notice = panel.get_by_test_id("notice")
-    expect(notice).to_have_text("Le terminal est éteint : rechargez-le et rallumez-le.")
+    # no card, no PIN, no key while off: disabled, saying why (no 409 banners)
+    for test_id in OFF_CONTROLS:
+        control = panel.get_by_test_id(test_id)
+        expect(control).to_be_disabled()
+        expect(control).to_have_attribute("title", "Terminal éteint : rallumez-le")
+    expect(panel.get_by_test_id("battery-apply")).to_be_enabled()  # charging still works
 
     power_on.click()  # empty: charged to 100 % first
     expect(badge).to_have_text("Au repos", timeout=UI_MS)
     expect(power_on).to_be_hidden()
     expect(panel.get_by_test_id("battery-level")).to_have_text("100 %")
-    expect(notice).to_be_hidden(timeout=2000)
+    expect(log).to_contain_text("Terminal rallumé", timeout=UI_MS)
+    expect(panel.get_by_test_id("notice")).to_be_hidden()
     assert threaded.read(lambda: (terminal.powered, terminal.engine.battery)) == (True, 100)
+    expect(panel.get_by_test_id("tap-visa")).to_be_enabled()
+    expect(panel.get_by_test_id("tap-visa")).to_have_attribute("title", "")
+    expect(panel.get_by_test_id("key-green")).to_be_enabled()
+    expect(panel.get_by_test_id("key-green")).to_have_attribute("title", "Touche verte : valider")
