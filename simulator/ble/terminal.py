@@ -129,6 +129,7 @@ class BleTerminal:
         self._loop = asyncio.get_running_loop()  # built inside the loop it serves
         self._tasks: set[asyncio.Task[None]] = set()
         self._powering_off = False
+        self._power_off_task: asyncio.Task[None] | None = None
         #: switched on (advertising, reading cards); False before :meth:`start`, after
         #: :meth:`stop` and after the battery ran out
         self.powered = False
@@ -213,6 +214,8 @@ class BleTerminal:
     async def power_on(self) -> None:
         """Switch a terminal that went off (empty battery) back on, in the same process: its
         journal and bonds are as it left them. Charge it first (:meth:`set_battery`)."""
+        if self._power_off_task is not None and not self._power_off_task.done():
+            await asyncio.shield(self._power_off_task)  # switching off: let it finish first
         if self.powered:
             return
         if self.engine.battery == 0:
@@ -484,7 +487,9 @@ class BleTerminal:
         """An empty battery switches the terminal off (once its last events are out)."""
         if self.engine.power_off_requested and self.powered and not self._powering_off:
             self._powering_off = True
-            self._spawn(self._power_off())
+            self._power_off_task = self._loop.create_task(self._power_off())
+            self._tasks.add(self._power_off_task)
+            self._power_off_task.add_done_callback(self._tasks.discard)
 
     async def _power_off(self) -> None:
         await self._flush(reply_to=None)  # after what was already on its way

@@ -242,3 +242,23 @@ def test_over_rootcanal_an_empty_terminal_goes_silent_and_comes_back_on() -> Non
         world.start_payment(number)  # found, reconnected, asked for the card
         world.tap("visa")
         assert world.finish_payment().invoice["status"] == "paid"
+
+
+def test_switching_on_while_the_terminal_is_switching_off_waits_for_it() -> None:
+    """« Rallumer » pressed the moment the battery hit 0: the switch-off completes first, then
+    the terminal comes back on (not left off by a switch-off that came after)."""
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        terminal = world.terminal
+        terminal.set_battery(0)  # the switch-off is under way, not done
+        assert terminal.powered
+        terminal.set_battery(40)  # charged at once...
+        world.run(terminal.power_on())  # ...and switched on
+        assert terminal.powered
+        assert terminal.device.powered_on
+        world.wait(5)
+        assert terminal.powered  # nothing switched it off afterwards
+        number = unpaid_small_invoice(world)
+        world.start_payment(number)
+        world.tap("visa")
+        assert world.finish_payment().invoice["status"] == "paid"
