@@ -178,7 +178,7 @@ class World:
         #: terminals added with :meth:`add_terminal` (the main one is :attr:`terminal`)
         self.other_terminals: list[BleTerminal] = []
         #: faults waiting for a named moment (:meth:`at_moment`), and those that struck
-        self._moment_actions: list[tuple[str, int, Callable[[], Awaitable[None]]]] = []
+        self._moment_actions: list[tuple[str, int, Callable[[], Awaitable[object]]]] = []
         self._moment_tracker = MomentTracker()
         self._moment_counts: dict[str, int] = {}
         self.moments_struck: list[tuple[str, int, float]] = []
@@ -749,7 +749,7 @@ class World:
         self._changed.set()
 
     def at_moment(
-        self, moment: str, action: Callable[[], Awaitable[None]], occurrence: int = 1
+        self, moment: str, action: Callable[[], Awaitable[object]], occurrence: int = 1
     ) -> None:
         """Run ``action`` (a coroutine function) when the protocol reaches ``moment`` (a name
         of :data:`harness.scenarios.model.MOMENTS`) for the ``occurrence``-th time. It runs

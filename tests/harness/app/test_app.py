@@ -44,12 +44,7 @@ def test_a_terminal_that_never_got_the_payment_says_so_and_nothing_is_charged() 
         world.associate()
         number = small_unpaid(world)
 
-        async def lose_the_request(point: str, message: object) -> None:
-            if point == "received" and type(message).__name__ == "PaymentRequest":
-                world.terminal.message_hooks.clear()
-                await world.terminal.drop_links()
-
-        world.terminal.message_hooks.append(lose_the_request)
+        world.at_moment("request_received", world.terminal.drop_links)  # lost on the way
         world.start_payment(number)
         outcome = world.finish_payment()
         assert outcome.result == "aborted"

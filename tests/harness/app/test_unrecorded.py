@@ -4,10 +4,21 @@ customer never pays twice."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from harness.app import PhoneError
 from harness.rig import World, WorldConfig
+
+
+def refuse_connections(world: World) -> Callable[[], Awaitable[None]]:
+    """A fault for :meth:`World.at_moment`: the backend stops answering."""
+
+    async def action() -> None:
+        world.backend.faults.refuse_connections()
+
+    return action
 
 
 def small_unpaid(world: World, *, other_than: str | None = None) -> str:
@@ -26,10 +37,7 @@ def test_an_approval_the_backend_did_not_record_is_recorded_at_the_next_payment(
         world.associate()
         number = small_unpaid(world)
 
-        async def strike(point: str, message: object) -> None:
-            if (point, type(message).__name__) != ("sending", "PaymentResponse"):
-                return
-            world.terminal.message_hooks.remove(strike)
+        async def strike() -> None:
             if fault == "backend_down":
                 world.backend.faults.refuse_connections()
             elif fault == "phone_offline":
@@ -37,7 +45,7 @@ def test_an_approval_the_backend_did_not_record_is_recorded_at_the_next_payment(
             else:
                 world.backend.faults.fail("record_result", status=500, times=None)
 
-        world.terminal.message_hooks.append(strike)
+        world.at_moment("result_ready", strike)  # the terminal decided, the phone not told
         world.start_payment(number)
         world.tap("visa")
         with pytest.raises(PhoneError) as not_recorded:
@@ -70,12 +78,7 @@ def test_a_card_the_backend_did_not_save_is_saved_at_the_next_operation() -> Non
         world.associate()
         customer = next(iter(world.store.customers))
 
-        async def strike(point: str, message: object) -> None:
-            if (point, type(message).__name__) == ("sending", "CardAcquisitionResponse"):
-                world.terminal.message_hooks.remove(strike)
-                world.backend.faults.refuse_connections()
-
-        world.terminal.message_hooks.append(strike)
+        world.at_moment("result_ready", refuse_connections(world))
         world.start_capture(customer)
         world.tap("visa")
         with pytest.raises(PhoneError) as not_recorded:
@@ -95,12 +98,7 @@ def test_a_card_the_backend_did_not_save_is_saved_at_the_next_operation() -> Non
 def approve_unrecorded(world: World, number: str) -> None:
     """The customer pays; the terminal approves; the backend cannot record it."""
 
-    async def strike(point: str, message: object) -> None:
-        if (point, type(message).__name__) == ("sending", "PaymentResponse"):
-            world.terminal.message_hooks.remove(strike)
-            world.backend.faults.refuse_connections()
-
-    world.terminal.message_hooks.append(strike)
+    world.at_moment("result_ready", refuse_connections(world))
     world.start_payment(number)
     world.tap("visa")
     with pytest.raises(PhoneError) as not_recorded:
@@ -169,12 +167,10 @@ def test_a_result_recorded_whose_invoice_cannot_be_read_is_not_called_unrecorded
         world.associate()
         number = small_unpaid(world)
 
-        async def strike(point: str, message: object) -> None:
-            if (point, type(message).__name__) == ("sending", "PaymentResponse"):
-                world.terminal.message_hooks.remove(strike)
-                world.backend.faults.fail("get_invoice", status=503, times=None)
+        async def invoice_unreadable() -> None:
+            world.backend.faults.fail("get_invoice", status=503, times=None)
 
-        world.terminal.message_hooks.append(strike)
+        world.at_moment("result_ready", invoice_unreadable)
         world.start_payment(number)
         world.tap("visa")
         outcome = world.finish_payment()
@@ -189,15 +185,11 @@ def test_a_cancelled_approval_the_backend_could_not_record_says_nothing_is_charg
         world.associate()
         number = small_unpaid(world)
 
-        async def strike(point: str, message: object) -> None:
-            name = type(message).__name__
-            if (point, name) == ("sent", "AuthorisationRequest"):
-                world.terminal.press_key("red")  # the customer changes their mind
-            elif (point, name) == ("sending", "PaymentResponse"):
-                world.terminal.message_hooks.remove(strike)
-                world.backend.faults.refuse_connections()
+        async def red_key() -> None:  # the customer changes their mind
+            world.terminal.press_key("red")
 
-        world.terminal.message_hooks.append(strike)
+        world.at_moment("authorisation_request_sent", red_key)
+        world.at_moment("result_ready", refuse_connections(world))
         world.start_payment(number)
         world.tap("visa")
         with pytest.raises(PhoneError) as not_recorded:
