@@ -85,6 +85,7 @@ class TerminalDataFolder:
     def __init__(self, path: Path, serial: str) -> None:
         self.path = path
         self.serial = serial
+        self._db: sqlite3.Connection | None = None
         path.mkdir(parents=True, exist_ok=True)
 
     def keystore(self) -> JsonKeyStore:
@@ -139,8 +140,20 @@ class TerminalDataFolder:
 
     # ---------------------------------------------------------------- transaction journal
     def _journal(self) -> sqlite3.Connection:
-        """The journal database, created on first use. Every write is its own transaction
-        (``with`` commits it): a power cut leaves the last complete state."""
+        """The journal database, opened (and its schema checked) once, created on first use.
+        Every write is its own transaction (``with`` commits it): a power cut leaves the last
+        complete state."""
+        if self._db is None:
+            self._db = self._open_journal()
+        return self._db
+
+    def close(self) -> None:
+        """Close the journal (the terminal is switched off); the next use opens it again."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+    def _open_journal(self) -> sqlite3.Connection:
         path = self.path / JOURNAL_FILE
         try:
             db = sqlite3.connect(path)
@@ -174,28 +187,23 @@ class TerminalDataFolder:
                 row[index] = json.dumps(list(row[index]), ensure_ascii=False)
             rows.append(row)
         placeholders = ", ".join("?" for _ in _COLUMNS)
-        db = self._journal()
-        try:
-            with db:
-                db.executemany(
-                    f"INSERT OR REPLACE INTO transactions ({', '.join(_COLUMNS)}) "
-                    f"VALUES ({placeholders})",
-                    rows,
-                )
-        finally:
-            db.close()
+        with self._journal() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO transactions ({', '.join(_COLUMNS)}) "
+                f"VALUES ({placeholders})",
+                rows,
+            )
 
     def load_journal(self) -> list[JournalEntry]:
         """Every transaction of the journal, oldest first."""
-        db = self._journal()
         try:
-            rows = db.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM transactions ORDER BY rowid"
-            ).fetchall()
+            rows = (
+                self._journal()
+                .execute(f"SELECT {', '.join(_COLUMNS)} FROM transactions ORDER BY rowid")
+                .fetchall()
+            )
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"{self.path / JOURNAL_FILE}: {exc}") from exc
-        finally:
-            db.close()
         entries = []
         for number, row in enumerate(rows, start=1):
             values = dict(zip(_COLUMNS, row, strict=True))

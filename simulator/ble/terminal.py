@@ -258,6 +258,8 @@ class BleTerminal:
         self.device.legacy_advertising_set = None
         self.device.legacy_advertiser = None
         await self.device.power_off()
+        if self.data is not None:
+            self.data.close()
         self._changed()
 
     # ---------------------------------------------------------------- physical actions

@@ -248,6 +248,19 @@ def transaction_from_entry(entry: JournalEntry) -> Transaction:
     )
 
 
+def _lost_with_the_power(txn: Transaction) -> bool:
+    """End ``txn`` aborted if it was under way when the power went (its card, its request at
+    the bank gone with it); False if it had already ended."""
+    if txn.state in FINAL_STATES:
+        return False
+    txn.state = State.ABORTED
+    txn.response_code = None
+    txn.message = POWER_LOST
+    txn.authorisation_request = None
+    txn.card = txn.card_read = None
+    return True
+
+
 class TerminalError(Exception):
     """A physical action the terminal cannot take in its current state (a harness mistake)."""
 
@@ -326,10 +339,7 @@ class TerminalEngine:
         changed = []
         for entry in entries:
             txn = transaction_from_entry(entry)
-            if txn.state not in FINAL_STATES:
-                txn.state = State.ABORTED
-                txn.response_code = None
-                txn.message = POWER_LOST
+            if _lost_with_the_power(txn):
                 changed.append(journal_entry(txn))
             self.journal[txn.transaction_id] = txn
         return changed
@@ -690,12 +700,7 @@ class TerminalEngine:
         gone; a setup pauses. Nothing is sent (the radio is off): the phone learns the end
         from the journal (:class:`TransactionStatusRequest`) once the terminal is back."""
         txn = self.current
-        if txn is not None and txn.state not in FINAL_STATES:
-            txn.state = State.ABORTED
-            txn.response_code = None
-            txn.message = POWER_LOST
-            txn.authorisation_request = None
-            txn.card = txn.card_read = None
+        if txn is not None and _lost_with_the_power(txn):
             self._journal_changes[txn.transaction_id] = txn
         if self.state is State.SETUP:
             self.link_lost(now)
