@@ -125,11 +125,10 @@ class InvoicingApp:
         self.link: TerminalLink | None = None
         self.listeners: list[StageListener] = []
         self._paying = False
-        self._approval_relayed = False
         self._current: tuple[TerminalLink, str] | None = None  # the transaction in progress
-        #: the bank's answer to each card read (transaction id, ARQC): when the terminal
-        #: sends a request again after a link loss, it gets the same answer, and the bank
-        #: is not asked twice
+        #: the bank's answer to each card read (transaction id, ARQC) of the flow in progress:
+        #: when the terminal sends a request again after a link loss, it gets the same answer,
+        #: and the bank is not asked twice
         self._answers: dict[tuple[str, str], AuthorisationResponse] = {}
         #: transactions the backend has not recorded: the terminal's word is known (the
         #: backend was unreachable) or only its journal can tell (it was out of reach); kept in
@@ -362,6 +361,7 @@ class InvoicingApp:
         finally:
             self._paying = False
             self._current = None
+            self._answers.clear()
 
     async def _pay_invoice(self, number: str) -> PaymentOutcome:
         self.show("menu", f"Menu › {MENU_BILLING} › facture {number}")
@@ -408,7 +408,6 @@ class InvoicingApp:
             f"Montant de {format_amount(amount, '€')} transmis au terminal "
             f"(facture {invoice['number']})",
         )
-        self._approval_relayed = False
         payment_id = str(payment["payment_id"])
         try:
             final = await self._run_on_terminal(
@@ -436,7 +435,8 @@ class InvoicingApp:
                 response_code=final.response_code if final.result == "declined" else None,
             )
         except BackendError as error:
-            if not _unanswered(error) or not (final.result == "approved" or self._approval_relayed):
+            held = final.result == "approved" or self._approved_by_the_bank(transaction_id)
+            if not _unanswered(error) or not held:
                 raise self._fail(PhoneError(error.code, error.message)) from None
             # The terminal's word is known but the backend did not record it: keep it and
             # record it at the next chance; never ask for the payment again meanwhile.
@@ -505,6 +505,7 @@ class InvoicingApp:
         finally:
             self._paying = False
             self._current = None
+            self._answers.clear()
 
     async def _capture_card(self, customer_id: str) -> CaptureOutcome:
         self.show("menu", f"{CUSTOMER_PAYMENT_METHODS} ({customer_id})")
@@ -526,7 +527,6 @@ class InvoicingApp:
         capture_id = str(capture["capture_id"])
         transaction_id = str(capture["transaction_id"])
         self.show("capture_sent", f"Présentez la carte de {customer['name']} sur le terminal")
-        self._approval_relayed = False
         try:
             final = await self._run_on_terminal(
                 link,
@@ -539,7 +539,7 @@ class InvoicingApp:
                 self.link = None
             if not self.screen or self.screen[-1] != error.message:
                 self._fail(error)
-            if self._approval_relayed and error.code == "outcome_unknown":
+            if self._approved_by_the_bank(transaction_id) and error.code == "outcome_unknown":
                 self._remember_unsettled("capture", capture_id, transaction_id, customer_id)
                 raise
             try:  # no card was saved: close the capture at the backend
@@ -616,7 +616,7 @@ class InvoicingApp:
             self.link = None  # the next flow reconnects
         if not self.screen or self.screen[-1] != error.message:
             self._fail(error)
-        if self._approval_relayed:
+        if self._approved_by_the_bank(transaction_id):
             # The bank approved and the terminal may have confirmed: only the terminal knows.
             # The authorisation stays held at the backend; the app settles it with the
             # terminal's journal at the next connection (or the hold lapses).
@@ -671,6 +671,15 @@ class InvoicingApp:
             except PhoneError as error:
                 if error.code not in RECOVERABLE:
                     raise
+
+    def _approved_by_the_bank(self, transaction_id: str) -> bool:
+        """The app relayed an approval for this transaction: the bank holds money for it
+        until the terminal's word reaches the backend."""
+        return any(
+            answer.response_code == "00"
+            for (txn, _arqc), answer in self._answers.items()
+            if txn == transaction_id
+        )
 
     def _link_or_fail(self) -> TerminalLink:
         if self.link is None:  # pragma: no cover - _ask_status returns with a link
@@ -870,7 +879,6 @@ class InvoicingApp:
                         continue
                     self.show("card_read", f"Carte lue : {event.brand} {event.masked_pan}")
                     answer = await self._authorise(submit, event)
-                    self._approval_relayed |= answer.response_code == "00"
                     self._answers[read] = answer
                     await link.send(answer)
                 case Error() if event.code == "nothing_to_abort":
