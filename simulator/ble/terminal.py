@@ -128,8 +128,7 @@ class BleTerminal:
         self._pending_code: asyncio.Future[bool] | None = None
         self._loop = asyncio.get_running_loop()  # built inside the loop it serves
         self._tasks: set[asyncio.Task[None]] = set()
-        self._powering_off = False
-        self._power_off_task: asyncio.Task[None] | None = None
+        self._power_off_task: asyncio.Task[None] | None = None  # an empty battery's
         #: switched on (advertising, reading cards); False before :meth:`start`, after
         #: :meth:`stop` and after the battery ran out
         self.powered = False
@@ -198,7 +197,6 @@ class BleTerminal:
             )
         )
         self.powered = True  # before advertising: a phone may connect at once
-        self._powering_off = False
         try:
             await self.device.start_advertising(
                 auto_restart=True,
@@ -214,8 +212,9 @@ class BleTerminal:
     async def power_on(self) -> None:
         """Switch a terminal that went off (empty battery) back on, in the same process: its
         journal and bonds are as it left them. Charge it first (:meth:`set_battery`)."""
-        if self._power_off_task is not None and not self._power_off_task.done():
-            await asyncio.shield(self._power_off_task)  # switching off: let it finish first
+        switching_off = self._power_off_task
+        if switching_off is not None and not switching_off.done():
+            await asyncio.shield(switching_off)  # let the switch-off finish first
         if self.powered:
             return
         if self.engine.battery == 0:
@@ -485,10 +484,14 @@ class BleTerminal:
         self._changed()
         self._check_power()
 
+    @property
+    def _powering_off(self) -> bool:
+        """An empty battery is switching the terminal off (not done yet)."""
+        return self._power_off_task is not None and not self._power_off_task.done()
+
     def _check_power(self) -> None:
         """An empty battery switches the terminal off (once its last events are out)."""
         if self.engine.power_off_requested and self.powered and not self._powering_off:
-            self._powering_off = True
             self._power_off_task = self._loop.create_task(self._power_off())
             self._tasks.add(self._power_off_task)
             self._power_off_task.add_done_callback(self._tasks.discard)
