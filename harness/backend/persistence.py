@@ -4,7 +4,8 @@
 billing settings, customers, invoices, payments and their receipts, terminals, the issuer's
 card states, card captures, saved cards, and the state of the store's seeded generator) in
 one transaction, and loads it back. The standalone backend (``tpe-sim backend --db FILE``)
-saves after every mutating request (:attr:`BackendServer.after_change`).
+saves after every mutating request (:attr:`BackendServer.after_change`): only the records
+that changed are written, and nothing when none did.
 
 The file is marked as ours (``PRAGMA application_id``) and carries its schema version
 (``PRAGMA user_version`` and the ``meta`` table): a file that is not SQLite, another
@@ -26,7 +27,7 @@ import sqlite3
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,30 +88,51 @@ class PersistenceError(Exception):
 
 
 class BackendDatabase:
-    """One SQLite file holding one backend store."""
+    """One SQLite file holding one backend store.
+
+    The connection is opened and the file checked once, then kept until :meth:`close`; the
+    rows last written (or read) are kept in memory, so that :meth:`save` writes only what
+    changed. Nobody else may write the file meanwhile: the standalone backend holds a lock
+    on it (:func:`harness.standalone.backend.lock_path`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._db: sqlite3.Connection | None = None
+        #: (kind, key) → (position, data) and meta key → value, as the file holds them;
+        #: None when unknown (nothing read or written yet, or a failed transaction).
+        self._rows: dict[tuple[str, str], tuple[int, str]] | None = None
+        self._meta: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ public
     def load(self) -> BackendStore | None:
         """The store saved in the file; None when the file is new or holds no store yet."""
+        loaded = self.load_with_seed()
+        return None if loaded is None else loaded[0]
+
+    def load_with_seed(self) -> tuple[BackendStore, int] | None:
+        """The store saved in the file and the seed it was built with; None when the file
+        is new or holds no store yet."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return None
-        with self._connect() as db:
+        with self._connected() as db:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if "seed" not in meta:
                 return None
             rows = db.execute(
-                "SELECT kind, key, data FROM records ORDER BY kind, position"
+                "SELECT kind, key, position, data FROM records ORDER BY kind, position"
             ).fetchall()
         try:
-            return self._decode_store(meta, rows)
+            store = self._decode_store(meta, [(kind, key, data) for kind, key, _p, data in rows])
+            seed = int(meta["seed"])
         except (ValueError, TypeError, KeyError) as exc:
             raise PersistenceError(f"{self.path}: unreadable record: {exc}") from exc
+        self._rows = {(kind, key): (position, data) for kind, key, position, data in rows}
+        self._meta = meta
+        return store, seed
 
     def save(self, store: BackendStore, *, seed: int) -> None:
-        """Replace what the file holds with ``store`` (one transaction: all or nothing).
+        """Make the file hold ``store`` (one transaction: all or nothing). Writes only the
+        records that changed since the last save or load, and nothing at all when none did.
 
         ``seed``: the seed the store was built with (its fingerprint key derives from it)."""
         if store._fingerprint_key.value != default_fingerprint_key(seed):
@@ -118,58 +140,107 @@ class BackendDatabase:
                 "this store's card-fingerprint key is not the one of its seed: it cannot be "
                 "saved without its key, and tpe-sim never writes keys to disk"
             )
-        rows: list[tuple[str, str, int, str]] = []
+        rows: dict[tuple[str, str], tuple[int, str]] = {}
         for kind, (attribute, _cls) in SINGLETONS.items():
-            rows.append((kind, kind, 0, _dumps(getattr(store, attribute))))
+            rows[kind, kind] = (0, _dumps(getattr(store, attribute)))
         for kind, (attribute, _cls) in COLLECTIONS.items():
             for position, (key, value) in enumerate(getattr(store, attribute).items()):
                 encoded = _encode(value)
                 if kind == "invoice":  # payments are shared with store.payments: by id
                     encoded["payments"] = [payment.id for payment in value.payments]
-                rows.append((kind, key, position, json.dumps(encoded, ensure_ascii=False)))
+                rows[kind, key] = (position, json.dumps(encoded, ensure_ascii=False))
         meta = {
             "application": APPLICATION,
             "schema_version": str(SCHEMA_VERSION),
             "seed": str(seed),
             "random_state": json.dumps(store._random.getstate()),
-            "saved_at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        with self._connect() as db:
+        with self._connected() as db:
+            old_rows, old_meta = self._rows, self._meta
+            if old_rows is not None and old_meta is not None:
+                unchanged_meta = {k: v for k, v in old_meta.items() if k != "saved_at"}
+                if rows == old_rows and meta == unchanged_meta:
+                    return
+            meta["saved_at"] = dt.datetime.now(dt.UTC).isoformat()
+            self._rows = self._meta = None  # until the transaction is committed
             db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM records")
-            db.execute("DELETE FROM meta")
-            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
+            if old_rows is None or old_meta is None:  # unknown contents: write everything
+                db.execute("DELETE FROM records")
+                db.execute("DELETE FROM meta")
+                old_rows, old_meta = {}, {}
             db.executemany(
-                "INSERT INTO records (kind, key, position, data) VALUES (?, ?, ?, ?)", rows
+                "DELETE FROM meta WHERE key = ?", [(k,) for k in old_meta if k not in meta]
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, v) for k, v in meta.items() if old_meta.get(k) != v],
+            )
+            db.executemany(
+                "DELETE FROM records WHERE kind = ? AND key = ?",
+                [kind_key for kind_key in old_rows if kind_key not in rows],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO records (kind, key, position, data) VALUES (?, ?, ?, ?)",
+                [
+                    (kind, key, position, data)
+                    for (kind, key), (position, data) in rows.items()
+                    if old_rows.get((kind, key)) != (position, data)
+                ],
             )
             db.execute("COMMIT")
+            self._rows, self._meta = rows, meta
 
     def saved_seed(self) -> int | None:
         """The seed of the store in the file, if it holds one."""
         if not self.path.exists() or self.path.stat().st_size == 0:
             return None
-        with self._connect() as db:
+        with self._connected() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'seed'").fetchone()
         return None if row is None else int(row[0])
 
+    def close(self) -> None:
+        """Close the connection (idempotent); a later call opens and checks the file again."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            self._rows = self._meta = None
+            db.close()
+
     # ------------------------------------------------------------------ file
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """An open, checked connection (schema created in a new file)."""
-        try:
-            connection = sqlite3.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise PersistenceError(f"{self.path}: cannot open the database: {exc}") from exc
-        with closing(connection) as db:
+    def _connection(self) -> sqlite3.Connection:
+        """The open, checked connection (schema created in a new file)."""
+        if self._db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise PersistenceError(f"{self.path}: cannot open the database: {exc}") from exc
             try:
                 self._check(db)
-                yield db
             except sqlite3.DatabaseError as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise PersistenceError(
-                    f"{self.path}: not a usable tpe-sim backend database ({exc})"
-                ) from exc
+                db.close()
+                raise self._unusable(exc) from exc
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    @contextmanager
+    def _connected(self) -> Iterator[sqlite3.Connection]:
+        """The connection; a failure rolls back and forgets what the file holds (the next
+        save writes everything)."""
+        db = self._connection()
+        try:
+            yield db
+        except BaseException as exc:
+            self._rows = self._meta = None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._unusable(exc) from exc
+            raise
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> PersistenceError:
+        return PersistenceError(f"{self.path}: not a usable tpe-sim backend database ({exc})")
 
     def _check(self, db: sqlite3.Connection) -> None:
         application_id = db.execute("PRAGMA application_id").fetchone()[0]

@@ -100,16 +100,16 @@ class StandaloneBackend:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
             self._lock()
-            store = self.database.load()
+            loaded = self.database.load_with_seed()
         except PersistenceError as exc:
             raise BackendStartError(f"la base {db} est inutilisable — {exc}") from exc
         except OSError as exc:
             raise BackendStartError(f"impossible d'utiliser la base {db} — {exc}") from exc
         try:
             settings = load_seed_settings(options.fixtures)
-            if store is not None:
+            if loaded is not None:
                 self.resumed = True
-                self.seed = self.database.saved_seed() or 0
+                store, self.seed = loaded
             else:
                 self.seed = settings.faker_seed if options.seed is None else options.seed
                 store = seed_store(options.fixtures, seed=self.seed)
@@ -176,6 +176,7 @@ class StandaloneBackend:
                 await server.stop()
                 self.database.save(server.store, seed=self.seed)
         finally:
+            self.database.close()
             self._unlock()
 
     def describe(self) -> list[str]:

@@ -183,3 +183,83 @@ def test_the_server_calls_its_change_hooks_after_mutating_requests_only() -> Non
             await server.stop()
 
     asyncio.run(scenario())
+
+
+def _rowids(path: Path) -> dict[tuple[str, str], int]:
+    """Each record's SQLite rowid, read through a connection of its own: a record written
+    again (INSERT OR REPLACE) gets a new one."""
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT kind, key, rowid FROM records").fetchall()
+    db.close()
+    return {(kind, key): rowid for kind, key, rowid in rows}
+
+
+def _saved_at(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        (value,) = db.execute("SELECT value FROM meta WHERE key = 'saved_at'").fetchone()
+    db.close()
+    return str(value)
+
+
+def test_a_save_without_change_writes_nothing_and_a_change_only_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backend.sqlite"
+    store = seed_store(fixtures_dir(), seed=1)
+    database = BackendDatabase(path)
+    database.save(store, seed=1)
+    before, saved_at, content = _rowids(path), _saved_at(path), path.read_bytes()
+
+    database.save(store, seed=1)  # nothing changed: the file is left as it was
+    assert path.read_bytes() == content
+    assert _saved_at(path) == saved_at
+
+    store.billing.tpe_enabled = not store.billing.tpe_enabled
+    last_invoice = list(store.invoices)[-1]
+    del store.invoices[last_invoice]
+    database.save(store, seed=1)
+
+    after = _rowids(path)
+    rewritten = {kind_key for kind_key, rowid in after.items() if before.get(kind_key) != rowid}
+    assert rewritten == {("billing", "billing")}
+    assert set(before) - set(after) == {("invoice", last_invoice)}
+    assert _saved_at(path) != saved_at
+    database.close()
+    reloaded = BackendDatabase(path).load()
+    assert repr(reloaded) == repr(store)
+
+
+def test_a_loaded_store_saved_again_unchanged_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "backend.sqlite"
+    BackendDatabase(path).save(seed_store(fixtures_dir(), seed=3), seed=3)
+    content = path.read_bytes()
+    database = BackendDatabase(path)
+    loaded = database.load_with_seed()
+    assert loaded is not None
+    store, seed = loaded
+    assert seed == 3
+    database.save(store, seed=seed)
+    assert path.read_bytes() == content
+
+
+def test_after_a_failed_save_the_next_one_writes_everything(tmp_path: Path) -> None:
+    path = tmp_path / "backend.sqlite"
+    store = seed_store(fixtures_dir(), seed=1)
+    database = BackendDatabase(path)
+    database.save(store, seed=1)
+    with sqlite3.connect(path) as other:  # behind its back (the lock forbids this in use)
+        other.execute("DELETE FROM records WHERE kind = 'customer'")
+    other.close()
+    store.billing.tpe_enabled = not store.billing.tpe_enabled
+    with sqlite3.connect(path, isolation_level=None) as blocker:
+        blocker.execute("BEGIN EXCLUSIVE")  # the file is busy: this save fails
+        database._connection().execute("PRAGMA busy_timeout = 0")
+        with pytest.raises(PersistenceError, match="locked"):
+            database.save(store, seed=1)
+        blocker.execute("ROLLBACK")
+    blocker.close()
+
+    database.save(store, seed=1)  # the in-memory copy was forgotten: everything again
+
+    database.close()
+    assert repr(BackendDatabase(path).load()) == repr(store)
