@@ -613,6 +613,11 @@ def loads(
         known = Known.from_fixtures(fixtures)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            raise ScenarioError(file, 1, "", "the script is empty")
+        # reading values may construct YAML features the schema has no use for (e.g. a
+        # merge key «<<»): the parser's own error, with its line, as for broken YAML
+        return _Reader(file, known).scenario(_At(root, "", file), path or Path(file))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -620,9 +625,6 @@ def loads(
         raise ScenarioError(file, line, "", f"not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise ScenarioError(file, 0, "", f"not valid YAML: {exc}") from None
-    if root is None:
-        raise ScenarioError(file, 1, "", "the script is empty")
-    return _Reader(file, known).scenario(_At(root, "", file), path or Path(file))
 
 
 _TOP = ("name", "description", "world", "flow", "steps", "faults", "expect")
@@ -828,6 +830,10 @@ class _Reader:
         if moment == "start" and occurrence != 1:
             raise keys["occurrence"].error("'start' comes once")
         name, value = actions[0], keys[actions[0]]
+        if moment == "start" and name in ("cancel", "key"):
+            raise value.error(
+                f"at 'start' no payment or capture runs yet: {name} needs a moment of the flow"
+            )
         action: TimedAction
         if name == "cancel":
             self._flag(value)

@@ -266,3 +266,29 @@ def test_a_key_can_be_pressed_at_a_moment(tmp_path: Path) -> None:
     assert (fault.moment, fault.action) == ("authorisation_request_sent", PressKey("red", 4))
     error = error_of(tmp_path, text.replace("key: red", "key: blue"))
     assert (error.line, error.field) == (4, "faults[0].key")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "problem"),
+    [
+        ("flow:\n  payment: {<<: {amount: 10}}\n", 2, "", "not valid YAML"),
+        (
+            "flow: {payment: {amount: 10}}\nfaults:\n  - at: start\n    key: red\n",
+            4,
+            "faults[0].key",
+            "no payment or capture runs yet",
+        ),
+        (
+            "flow: {payment: {amount: 10}}\nfaults:\n  - at: start\n    cancel: true\n",
+            4,
+            "faults[0].cancel",
+            "no payment or capture runs yet",
+        ),
+    ],
+)
+def test_what_cannot_be_played_is_refused_on_load(
+    tmp_path: Path, text: str, line: int, field: str, problem: str
+) -> None:
+    error = error_of(tmp_path, text)
+    assert (error.line, error.field) == (line, field)
+    assert problem in str(error)
