@@ -10,7 +10,7 @@ from harness.backend.processor import (
     IssuerCard,
     Processor,
 )
-from harness.backend.seed import empty_store, load_processor, seed_store
+from harness.backend.seed import empty_store, load_processor, processor_from, seed_store
 from harness.backend.server import BackendServer, RequestRecord
 from harness.backend.store import BackendError, BackendStore, Receipts
 
@@ -29,5 +29,6 @@ __all__ = [
     "RequestRecord",
     "empty_store",
     "load_processor",
+    "processor_from",
     "seed_store",
 ]

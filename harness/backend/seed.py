@@ -8,6 +8,7 @@ whose clock is already frozen.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from faker import Faker
 
 from harness.backend.processor import IssuerCard, Processor
 from harness.backend.store import BackendStore, BillingSettings, InvoiceLine, Merchant
-from harness.keys import load_keys
+from harness.keys import KeyFixture, load_keys
 from simulator.cards import CardProfile, Catalogue
 from simulator.cards.catalogue import SAFE_LOADER
 
@@ -60,8 +61,11 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def _section(path: Path, name: str) -> dict[str, Any]:
-    section = _load(path).get(name)
+MERCHANT_FILE = "merchant.yaml"
+
+
+def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
+    section = data.get(name)
     if not isinstance(section, dict):
         raise FixtureError(f"{path}: expected a '{name}:' mapping")
     return section
@@ -79,8 +83,13 @@ def _field(path: Path, section: dict[str, Any], name: str, kind: type) -> Any:
 
 
 def load_seed_settings(fixtures: Path) -> SeedSettings:
-    path = fixtures / "merchant.yaml"
-    seed = _section(path, "seed")
+    path = fixtures / MERCHANT_FILE
+    return _seed_settings(path, _load(path))
+
+
+def _seed_settings(path: Path, data: dict[str, Any]) -> SeedSettings:
+    """The ``seed:`` section of ``data``, read from ``path`` (named in errors)."""
+    seed = _section(path, data, "seed")
     when = _field(path, seed, "scenario_date", str)
     try:
         scenario_date = datetime.fromisoformat(when)
@@ -104,11 +113,16 @@ def load_processor(fixtures: Path) -> Processor:
     Uses the same validated loaders as the world builder: these files are shared fixtures
     (the key "HSM" and the issuers' card records), not terminal internals.
     """
-    keys = load_keys(fixtures)
-    cards = Catalogue.load(fixtures / "cards.yaml").values()
+    return processor_from(load_keys(fixtures), Catalogue.load(fixtures / "cards.yaml").values())
+
+
+def processor_from(keys: KeyFixture, profiles: Iterable[CardProfile]) -> Processor:
+    """The processor with ``keys`` (DUKPT BDKs, issuers' master keys) knowing the cards
+    ``profiles`` (each as :func:`issuer_card` records it), for callers that already hold
+    the keys and cards (e.g. a catalogue plus generated customers' cards)."""
     return Processor(
         bdks=keys.bdks,
-        cards=[issuer_card(card) for card in cards],
+        cards=[issuer_card(card) for card in profiles],
         issuer_keys=keys.issuer_master_keys,
     )
 
@@ -140,8 +154,13 @@ def issuer_card(profile: CardProfile) -> IssuerCard:
 
 def empty_store(fixtures: Path, *, seed: int = 0) -> BackendStore:
     """The merchant and billing settings of the fixtures, with no customer yet."""
-    path = fixtures / "merchant.yaml"
-    merchant = _section(path, "merchant")
+    path = fixtures / MERCHANT_FILE
+    return _empty_store(path, _load(path), seed=seed)
+
+
+def _empty_store(path: Path, data: dict[str, Any], *, seed: int) -> BackendStore:
+    """The store of :func:`empty_store`, from ``data`` read from ``path`` (named in errors)."""
+    merchant = _section(path, data, "merchant")
     store = BackendStore(
         Merchant(
             id=_field(path, merchant, "id", str),
@@ -152,7 +171,7 @@ def empty_store(fixtures: Path, *, seed: int = 0) -> BackendStore:
         BillingSettings(tpe_enabled=_field(path, merchant, "tpe_enabled", bool)),
         seed=seed,
     )
-    elsewhere = _load(path).get("terminals_of_other_merchants") or {}
+    elsewhere = data.get("terminals_of_other_merchants") or {}
     if not isinstance(elsewhere, dict):
         raise FixtureError(f"{path}: 'terminals_of_other_merchants' must map serial to merchant")
     store.terminals_elsewhere = {str(serial): str(owner) for serial, owner in elsewhere.items()}
@@ -169,12 +188,14 @@ def seed_store(
     numbered in issue order; one in three is at most 50 € (contactless), a few are already
     paid or partially paid by transfer or cheque.
     """
-    settings = load_seed_settings(fixtures)
+    path = fixtures / MERCHANT_FILE
+    data = _load(path)  # read and parsed once, for the settings and the merchant
+    settings = _seed_settings(path, data)
     seed = settings.faker_seed if seed is None else seed
     now = settings.scenario_date if scenario_date is None else scenario_date
     fake = Faker("fr_FR")
     fake.seed_instance(seed)
-    store = empty_store(fixtures, seed=seed)
+    store = _empty_store(path, data, seed=seed)
 
     drafts: list[tuple[date, str, list[InvoiceLine]]] = []
     for _ in range(settings.customers):

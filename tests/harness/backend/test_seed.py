@@ -4,14 +4,15 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from freezegun import freeze_time
 
 from harness.backend import load_processor, seed_store
 from harness.backend.processor import AuthorisationRequest, CardState, IssuerCard
-from harness.backend.seed import FixtureError, issuer_card, load_seed_settings
+from harness.backend.seed import FixtureError, issuer_card, load_seed_settings, processor_from
+from harness.keys import load_keys
 from simulator.cards import CardProfile, Catalogue, CatalogueError
 
 if TYPE_CHECKING:
@@ -102,6 +103,38 @@ def test_processor_uses_the_fixture_keys_and_cards(seal_for: SealCard, pan: str,
     decision = processor.authorise(request, today=SCENARIO.date())
     assert (decision.response_code, decision.reason) == (code, None)
     assert decision.arpc is not None
+
+
+def test_processor_from_knows_exactly_the_cards_it_is_given(seal_for: SealCard) -> None:
+    """Keys and cards already in hand make the same processor as the fixture files; a card
+    left out is unknown to it."""
+    visa = Catalogue.load(FIXTURES / "cards.yaml")["visa"]
+    processor = processor_from(load_keys(FIXTURES), [visa])
+    decisions = {}
+    for pan in ("4242424242424242", "4000000000000002"):
+        blob = seal_for(pan, "T1", 99)
+        request = AuthorisationRequest("T1", 99, "EUR", "chip", "VISA", blob, seal_for.emv(pan, 99))
+        decisions[pan] = processor.authorise(request, today=SCENARIO.date())
+    approved, unknown = decisions.values()
+    assert (approved.response_code, approved.card_ref) == ("00", "visa")
+    assert approved.arpc is not None  # the visa's issuer keys came with the key fixture
+    assert (unknown.response_code, unknown.card_ref, unknown.arpc) == ("05", None, None)
+
+
+def test_seeding_reads_the_merchant_file_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.backend import seed
+
+    reads: list[Path] = []
+    real_load = seed._load
+
+    def counting_load(path: Path) -> dict[str, Any]:
+        reads.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(seed, "_load", counting_load)
+    store = seed_store(FIXTURES)
+    assert reads == [FIXTURES / "merchant.yaml"]
+    assert store.customers
 
 
 def _fixtures_copy(tmp_path: Path) -> Path:
