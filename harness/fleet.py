@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -45,11 +46,10 @@ from harness.backend.processor import Processor
 from harness.backend.seed import empty_store, issuer_card, load_seed_settings
 from harness.fixtures import fixtures_dir
 from harness.keys import load_keys
-from harness.rig import close_loop, local_device
+from harness.rig import close_loop, factory_setup, inject_card_data_key, local_device
 from simulator.ble import BleTerminal
 from simulator.cards import CardProfile, Catalogue, EntryMode, VirtualCard
 from simulator.terminal import (
-    MerchantSetup,
     ProfileError,
     TerminalEngine,
     TerminalProfile,
@@ -220,8 +220,6 @@ class Fleet:
         self.backend = BackendServer(self.store, processor, now=self.calendar)
         await self.backend.start()
         self.link = LocalLink()  # type: ignore[no-untyped-call]
-        merchant = self.store.merchant
-        setup = MerchantSetup(merchant.name, merchant.city, merchant.contract_number)
         today = self.scenario_date.date()
         for index, profile in enumerate(self.profiles, start=1):
             customer = self.store.add_customer(f"Client {index:04d}")
@@ -232,17 +230,19 @@ class Fleet:
                 due_date=today + dt.timedelta(days=30),
             )
             preconfigured = self.config.preconfigured
+            setup, firmware = factory_setup(self.store.merchant, profile)
             engine = TerminalEngine(
                 profile,
                 setup if preconfigured else None,
                 self.config.timeouts,
-                firmware=(profile.firmware_update or profile.firmware) if preconfigured else None,
+                firmware=firmware if preconfigured else None,
             )
+            inject = functools.partial(inject_card_data_key, self.keys, None)
             if preconfigured:  # its key was injected with its configuration, at the factory
-                self._inject_card_data_key(engine)
+                inject(engine)
             device = await self._device_factory(profile.name, profile.address)
             terminal = BleTerminal(  # no data folder: bonds and counters kept in memory
-                device, engine, self.calendar, on_setup_complete=self._inject_card_data_key
+                device, engine, self.calendar, on_setup_complete=inject
             )
             changed = asyncio.Event()
             terminal.listeners.append(changed.set)
@@ -268,12 +268,6 @@ class Fleet:
             phone.confirm_code = self._compares_codes(member)
             phone.type_passkey = self._types_passkey(member)
             self.members.append(member)
-
-    def _inject_card_data_key(self, engine: TerminalEngine) -> None:
-        """The key-injection host's part (as :meth:`World._inject_card_data_key`): the
-        terminal's AES DUKPT initial key from ``keys.yaml``, derived from its serial."""
-        initial_key, initial_key_id = self.keys.terminal_keys(engine.profile.serial)
-        engine.load_initial_key(initial_key, initial_key_id)
 
     async def _local_device(self, name: str, address: str) -> Device:
         return local_device(self.link, name, address)

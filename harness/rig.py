@@ -54,6 +54,7 @@ from harness.app import (
 )
 from harness.backend import BackendServer, BackendStore
 from harness.backend.seed import load_processor, load_seed_settings, seed_store
+from harness.backend.store import Merchant
 from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixture, load_keys
 from harness.rootcanal import RootCanal, start_rootcanal
@@ -66,6 +67,7 @@ from simulator.terminal import (
     MerchantSetup,
     ProfileError,
     TerminalEngine,
+    TerminalProfile,
     Timeouts,
     load_profiles,
 )
@@ -94,14 +96,23 @@ def local_device(link: LocalLink, name: str, address: str) -> Device:
 
 
 def inject_card_data_key(
-    keys: KeyFixture, data: TerminalDataFolder, engine: TerminalEngine
+    keys: KeyFixture, data: TerminalDataFolder | None, engine: TerminalEngine
 ) -> None:
     """The key-injection host's part of first setup (over the terminal's own secure channel,
     never through the phone): the terminal's AES DUKPT initial key from ``keys.yaml``, and the
     transaction counter its previous power-on reached, from its data folder (a counter is
-    never used twice, even across processes). Shared by worlds and the standalone terminal."""
+    never used twice, even across processes); 0 for a terminal without a data folder (a
+    fleet's, kept in memory). Shared by worlds, fleets and the standalone terminal."""
     initial_key, initial_key_id = keys.terminal_keys(engine.profile.serial)
-    engine.load_initial_key(initial_key, initial_key_id, data.load_counter())
+    counter = 0 if data is None else data.load_counter()
+    engine.load_initial_key(initial_key, initial_key_id, counter)
+
+
+def factory_setup(merchant: Merchant, profile: TerminalProfile) -> tuple[MerchantSetup, str]:
+    """The configuration a terminal leaves the factory with for ``merchant``: its merchant
+    setup, and the newest firmware its profile knows (the update if there is one)."""
+    setup = MerchantSetup(merchant.name, merchant.city, merchant.contract_number)
+    return setup, profile.firmware_update or profile.firmware
 
 
 def close_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -232,11 +243,7 @@ class World:
             self.data_dir / f"terminal-{self.profile.serial}", self.profile.serial
         )
         if self.config.preconfigured:
-            merchant = self.store.merchant
-            self.terminal_data.save_configuration(
-                MerchantSetup(merchant.name, merchant.city, merchant.contract_number),
-                self.profile.firmware_update or self.profile.firmware,
-            )
+            self.terminal_data.save_configuration(*factory_setup(self.store.merchant, self.profile))
         await self._start_terminal()
         await self._start_phone()
 
@@ -459,13 +466,10 @@ class World:
         if profile.serial == self.profile.serial:
             raise ProfileError(f"terminal {profile.serial} is already in the shop")
         data = TerminalDataFolder(self.data_dir / f"terminal-{profile.serial}", profile.serial)
-        merchant = self.store.merchant
-        setup = MerchantSetup(merchant.name, merchant.city, merchant.contract_number)
-        firmware = profile.firmware_update or profile.firmware
+        setup, firmware = factory_setup(self.store.merchant, profile)
         data.save_configuration(setup, firmware)
         engine = TerminalEngine(profile, setup, self.config.timeouts, firmware=firmware)
-        initial_key, initial_key_id = self.keys.terminal_keys(profile.serial)
-        engine.load_initial_key(initial_key, initial_key_id, data.load_counter())
+        inject_card_data_key(self.keys, data, engine)
         terminal = BleTerminal(
             await self._device(profile.name, profile.address), engine, self.calendar, data
         )

@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -48,14 +49,13 @@ from bumble.transport.common import Transport
 from harness.backend.seed import FixtureError, empty_store
 from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixture, KeyFixtureError, load_keys
-from harness.rig import inject_card_data_key
+from harness.rig import factory_setup, inject_card_data_key
 from harness.rootcanal import RootCanal, RootCanalUnavailable, start_rootcanal
 from harness.standalone.wallet import WALLET_FILE, CardWallet, WalletError
 from simulator.ble import BleTerminal, TerminalDataFolder
 from simulator.ble.storage import JournalError
 from simulator.cards import Catalogue, CatalogueError, VirtualCard
 from simulator.terminal import (
-    MerchantSetup,
     ProfileError,
     TerminalEngine,
     TerminalProfile,
@@ -261,16 +261,10 @@ class StandaloneTerminal:
             device.host.snooper = BtSnooper(self._snoop_file)
         merchant, firmware = data.load_configuration()
         if self.options.preconfigured and merchant is None:
-            merchant = MerchantSetup(
-                self.merchant.name, self.merchant.city, self.merchant.contract_number
-            )
-            firmware = profile.firmware_update or profile.firmware
+            merchant, firmware = factory_setup(self.merchant, profile)
             data.save_configuration(merchant, firmware)
         engine = TerminalEngine(profile, merchant, Timeouts(), firmware=firmware)
-
-        def inject(engine: TerminalEngine) -> None:
-            inject_card_data_key(self.keys, data, engine)
-
+        inject = functools.partial(inject_card_data_key, self.keys, data)
         if engine.configured:  # its key was injected at its first setup, kept since
             inject(engine)
         self.terminal = BleTerminal(
