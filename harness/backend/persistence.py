@@ -66,10 +66,10 @@ SINGLETONS: Mapping[str, tuple[str, Any]] = {
     "merchant": ("merchant", Merchant),
     "billing": ("billing", BillingSettings),
 }
-#: Store attributes deliberately not written: the generator's state is saved separately,
-#: the fingerprint key is derived from the seed again, and transaction ids come from a
-#: fresh ``os.urandom`` generator in each process (unique, never replayed).
-NOT_PERSISTED = frozenset({"_random", "_transaction_ids", "_fingerprint_key"})
+#: Store attributes deliberately not written: the generator's state is saved separately
+#: and the fingerprint key is derived from the seed again. (Transaction ids come from
+#: ``os.urandom``: unique, never replayed, nothing to save.)
+NOT_PERSISTED = frozenset({"_random", "_fingerprint_key"})
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -358,11 +358,8 @@ class BackendStore:
         self.card_states: dict[str, CardState] = {}  # the issuer's memory, by card key
         self.captures: dict[str, CardCapture] = {}
         self.payment_methods: dict[str, SavedCard] = {}  # saved cards, by id
+        #: everything the store draws but transaction ids (see :meth:`_new_transaction_id`)
         self._random = random.Random(seed)
-        #: transaction ids only: unique across backends (a fresh backend must not hand a
-        #: terminal, whose journal outlives it, an id it already knows); everything else the
-        #: store draws stays seeded and deterministic
-        self._transaction_ids = random.Random(os.urandom(16))
         if fingerprint_key is not None and not fingerprint_key:
             raise ValueError("fingerprint_key must not be empty")
         self._fingerprint_key = _SecretKey(fingerprint_key or default_fingerprint_key(seed))
@@ -483,10 +480,11 @@ class BackendStore:
     # -- terminals --------------------------------------------------------------------------
 
     def _new_transaction_id(self) -> str:
-        """``T`` + 12 random hex digits (48 bits from ``os.urandom``'s generator, not the
-        seeded one: two backends never hand out the same id), never all decimal: a receipt's
+        """``T`` + 12 random hex digits (48 bits from ``os.urandom``, not the seeded
+        generator: unique across backends, since a fresh backend must not hand a terminal,
+        whose journal outlives it, an id it already knows), never all decimal: a receipt's
         transaction line must not look like a card number to the PAN checks."""
-        token = f"{self._transaction_ids.getrandbits(48):012x}"
+        token = os.urandom(6).hex()
         if token.isdigit():
             token = "a" + token[1:]
         return f"T{token}"
@@ -540,14 +538,7 @@ class BackendStore:
                 "terminal_not_associated",
                 f"Le terminal {terminal_serial} n'est pas associé à l'application.",
             )
-        amount = invoice.balance_due_cents if amount_cents is None else amount_cents
-        _check_amount(amount, limit=invoice.balance_due_cents)
-        self._release_stale_holds(invoice, now)
-        self._refuse_while_paid_elsewhere(invoice, terminal_serial, now)
-        self._refuse_while_money_is_held(invoice)
-        self._abort_pending(invoice, now)
-        payment = self._new_payment(invoice, amount, "tpe", now)
-        payment.transaction_id = self._new_transaction_id()
+        payment = self._open_card_payment(invoice, amount_cents, "tpe", terminal_serial, now)
         payment.terminal_serial = terminal_serial
         return payment
 
@@ -591,8 +582,7 @@ class BackendStore:
         decision = processor.authorise(  # may raise CardDataError
             request, today=now.date(), card_states=self.card_states
         )
-        if decision.card_ref is not None and decision.card_state is not None:
-            self.card_states[decision.card_ref] = decision.card_state
+        self._remember(decision)
         payment.entry_mode = request.entry_mode
         payment.brand = request.brand
         payment.cvm = request.cvm
@@ -603,7 +593,7 @@ class BackendStore:
         payment.updated_at = now
         if decision.approved:
             payment.status = "authorised"
-            payment.authorisation_code = f"{self._random.randrange(1_000_000):06d}"
+            payment.authorisation_code = self._new_authorisation_code()
         else:
             payment.status = "declined"
             self._record_attempt(invoice, payment, now)
@@ -747,8 +737,7 @@ class BackendStore:
             fingerprint_key=self._fingerprint_key.value,
             card_states=self.card_states,
         )
-        if decision.card_ref is not None and decision.card_state is not None:
-            self.card_states[decision.card_ref] = decision.card_state
+        self._remember(decision)
         capture.entry_mode = request.entry_mode
         capture.brand = request.brand
         capture.cvm = request.cvm
@@ -846,35 +835,29 @@ class BackendStore:
             raise BackendError(
                 "invoice_already_paid", f"La facture {invoice.number} est déjà réglée."
             )
-        amount = invoice.balance_due_cents if amount_cents is None else amount_cents
-        _check_amount(amount, limit=invoice.balance_due_cents)
-        self._release_stale_holds(invoice, now)
-        self._refuse_while_paid_elsewhere(invoice, None, now)
-        self._refuse_while_money_is_held(invoice)
-        self._abort_pending(invoice, now)
-        payment = self._new_payment(invoice, amount, "card_on_file", now)
-        payment.transaction_id = self._new_transaction_id()
+        payment = self._open_card_payment(invoice, amount_cents, "card_on_file", None, now)
+        amount, transaction_id = payment.amount_cents, payment.transaction_id
+        assert transaction_id is not None  # set by _open_card_payment
         payment.payment_method_id = method.id
         payment.entry_mode = CREDENTIAL_ON_FILE
         payment.cvm = "none"
         payment.brand = method.brand
         decision = processor.charge_on_file(
             method.card_ref,
-            transaction_id=payment.transaction_id,
+            transaction_id=transaction_id,
             amount_cents=amount,
             currency=invoice.currency,
             brand=method.brand,
             today=now.date(),
             card_states=self.card_states,
         )
-        if decision.card_ref is not None and decision.card_state is not None:
-            self.card_states[decision.card_ref] = decision.card_state
+        self._remember(decision)
         payment.card_ref = decision.card_ref
         payment.on_capture = decision.on_capture
         payment.masked_pan = decision.masked_pan or None
         payment.response_code = decision.response_code
         if decision.approved:
-            payment.authorisation_code = f"{self._random.randrange(1_000_000):06d}"
+            payment.authorisation_code = self._new_authorisation_code()
             payment.status = "captured"
             invoice.balance_due_cents -= amount
             self._apply_capture(payment)
@@ -972,6 +955,39 @@ class BackendStore:
         return problems
 
     # -- internals --------------------------------------------------------------------------
+
+    def _open_card_payment(
+        self,
+        invoice: Invoice,
+        amount_cents: int | None,
+        method: PaymentMethod,
+        terminal_serial: str | None,
+        now: datetime,
+    ) -> Payment:
+        """A new pending card payment of ``invoice`` with a transaction id, once the amount
+        (default: the balance due) is checked, stale holds released, and no other terminal's
+        live payment nor held money stands in the way; it replaces a payment still pending.
+
+        ``terminal_serial``: the terminal that will take the card (None: no terminal), whose
+        own live payment does not stand in the way."""
+        amount = invoice.balance_due_cents if amount_cents is None else amount_cents
+        _check_amount(amount, limit=invoice.balance_due_cents)
+        self._release_stale_holds(invoice, now)
+        self._refuse_while_paid_elsewhere(invoice, terminal_serial, now)
+        self._refuse_while_money_is_held(invoice)
+        self._abort_pending(invoice, now)
+        payment = self._new_payment(invoice, amount, method, now)
+        payment.transaction_id = self._new_transaction_id()
+        return payment
+
+    def _remember(self, decision: Decision) -> None:
+        """Keep the card's new state the issuer decided (its memory, by card key)."""
+        if decision.card_ref is not None and decision.card_state is not None:
+            self.card_states[decision.card_ref] = decision.card_state
+
+    def _new_authorisation_code(self) -> str:
+        """Six digits from the seeded generator (one draw: seeded histories repeat)."""
+        return f"{self._random.randrange(1_000_000):06d}"
 
     def _new_payment(
         self, invoice: Invoice, amount_cents: int, method: PaymentMethod, now: datetime

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -105,6 +106,17 @@ def test_payment_defaults_to_the_balance_due_with_transaction_ids_unique_across_
     assert not set(ids) & set(again)
     assert len(set(ids)) == 2
     assert all(i is not None and len(i) == 13 and i.startswith("T") for i in ids)
+
+
+def test_a_transaction_id_is_never_all_decimal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """48 random bits whose hex digits happen to be all decimal would print like a card
+    number on the receipt: the first digit becomes a letter."""
+    store = new_store()
+    invoice = new_invoice(store)
+    monkeypatch.setattr(os, "urandom", lambda n: bytes.fromhex("123456789012")[:n])
+    payment = store.start_tpe_payment(invoice.number, None, "SIM0001", NOW)
+    monkeypatch.undo()
+    assert payment.transaction_id == "Ta23456789012"
 
 
 @pytest.mark.parametrize("amount", [0, -100, 12.5, "12", True, 4251])
