@@ -42,8 +42,7 @@ from bumble.link import LocalLink
 
 from harness.app import AppTimeouts, BackendClient, InvoicingApp, PaymentOutcome, VirtualPhone
 from harness.backend import BackendServer, BackendStore
-from harness.backend.processor import Processor
-from harness.backend.seed import empty_store, issuer_card, load_seed_settings
+from harness.backend.seed import empty_store, load_seed_settings, processor_from
 from harness.fixtures import fixtures_dir
 from harness.keys import load_keys
 from harness.rig import close_loop, factory_setup, inject_card_data_key, local_device
@@ -212,11 +211,8 @@ class Fleet:
         catalogue_pans = {card.pan for card in self.catalogue.values()}
         if any(card.pan in catalogue_pans for card in self.cards):
             raise ValueError(f"a copy of card {base_card.key!r} has a catalogue card's PAN")
-        processor = Processor(  # as load_processor builds it, plus the customers' cards
-            bdks=self.keys.bdks,
-            cards=[issuer_card(card) for card in [*self.catalogue.values(), *self.cards]],
-            issuer_keys=self.keys.issuer_master_keys,
-        )
+        # the catalogue's cards, as load_processor builds it, plus the customers' cards
+        processor = processor_from(self.keys, [*self.catalogue.values(), *self.cards])
         self.backend = BackendServer(self.store, processor, now=self.calendar)
         await self.backend.start()
         self.link = LocalLink()  # type: ignore[no-untyped-call]

@@ -53,7 +53,7 @@ from harness.app import (
     VirtualPhone,
 )
 from harness.backend import BackendServer, BackendStore
-from harness.backend.seed import load_processor, load_seed_settings, seed_store
+from harness.backend.seed import load_seed_settings, processor_from, seed_store
 from harness.backend.store import Merchant
 from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixture, load_keys
@@ -163,7 +163,8 @@ class World:
         self.seed = settings.faker_seed if self.config.seed is None else self.config.seed
         self.catalogue = Catalogue.load(self.config.fixtures / "cards.yaml")
         self.keys = load_keys(self.config.fixtures)  # test keys: DUKPT, issuers' master keys
-        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        #: the terminal profiles of ``terminals.yaml``, parsed once
+        self.profiles = profiles = load_profiles(self.config.fixtures / "terminals.yaml")
         if self.config.terminal not in profiles:
             raise ProfileError(
                 f"no terminal profile {self.config.terminal!r} in terminals.yaml "
@@ -234,7 +235,7 @@ class World:
             self.config.fixtures, seed=self.seed, scenario_date=self.scenario_date
         )
         self.backend = BackendServer(
-            self.store, load_processor(self.config.fixtures), now=self.calendar
+            self.store, processor_from(self.keys, self.catalogue.values()), now=self.calendar
         )
         await self.backend.start()
 
@@ -459,7 +460,7 @@ class World:
         return self.run(self._add_terminal(profile))
 
     async def _add_terminal(self, key: str) -> BleTerminal:
-        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        profiles = self.profiles
         if key not in profiles:
             raise ProfileError(f"no terminal profile {key!r} in terminals.yaml")
         profile = profiles[key]
@@ -509,7 +510,7 @@ class World:
 
     def use_terminal(self, profile: str) -> None:
         """Put another terminal (a profile of terminals.yaml) in the shop instead."""
-        profiles = load_profiles(self.config.fixtures / "terminals.yaml")
+        profiles = self.profiles
         if profile not in profiles:
             raise ProfileError(
                 f"no terminal profile {profile!r} in terminals.yaml (known: {', '.join(profiles)})"

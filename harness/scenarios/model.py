@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -27,7 +27,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from simulator.cards import Catalogue
+from simulator.cards import CardProfile, Catalogue
 from simulator.protocol.messages import (
     AbortRequest,
     AuthorisationRequest,
@@ -441,11 +441,14 @@ class Known:
     @classmethod
     def from_fixtures(cls, fixtures: Path) -> Known:
         catalogue = Catalogue.load(fixtures / "cards.yaml")
-        cards = {
-            key: tuple(app.brand for app in profile.applications)
-            for key, profile in catalogue.items()
-        }
-        return cls(cards, tuple(load_profiles(fixtures / "terminals.yaml")))
+        return cls.of(catalogue, load_profiles(fixtures / "terminals.yaml"))
+
+    @classmethod
+    def of(cls, cards: Mapping[str, CardProfile], terminals: Iterable[str]) -> Known:
+        """What scripts may name with these cards (a catalogue) and terminal profile keys,
+        already loaded."""
+        brands = {key: tuple(app.brand for app in card.applications) for key, card in cards.items()}
+        return cls(brands, tuple(terminals))
 
 
 class _At:

@@ -171,12 +171,12 @@ class ControlServer:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        fixtures: Path | None = None,
+        known: Known | None = None,
     ) -> None:
         """``card(key)``: the cardholder's card ``key`` (the same object every time, so that
         its counters move on); ``card_keys``: the catalogue keys the wallet offers;
-        ``fixtures``: where scenario scripts find the terminal profiles they may name
-        (default: the repository's ``fixtures/``)."""
+        ``known``: the cards and terminal profiles scenario scripts may name (default: the
+        cards offered and the repository's ``fixtures/terminals.yaml``, read once)."""
         self.terminal = terminal
         self._card = card
         self.card_keys = list(card_keys)
@@ -191,7 +191,7 @@ class ControlServer:
         self._publish_pending = False
         self._watched: set[int] = set()  # connection handles whose disconnection we follow
         self._powered = terminal.powered  # as last logged (a change adds a log line)
-        self._fixtures = fixtures
+        self._known_names = known
         self._moved = asyncio.Event()  # set on every change of the terminal
         self._scenario: asyncio.Task[None] | None = None
         self.app = web.Application(middlewares=[_json_errors])
@@ -562,20 +562,19 @@ class ControlServer:
         )
 
     def _known(self) -> Known:
-        cards = {
-            key: tuple(app.brand for app in self._card(key).profile.applications)
-            for key in self.card_keys
-        }
-        try:
-            fixtures = self._fixtures
-            if fixtures is None:
-                from harness.fixtures import fixtures_dir
+        if self._known_names is None:  # no names given: the cards offered, the repository's
+            from harness.fixtures import fixtures_dir
 
-                fixtures = fixtures_dir()
-            terminals = tuple(load_profiles(fixtures / "terminals.yaml"))
-        except (OSError, ValueError):  # no profiles at hand: a script may name none
-            terminals = ()
-        return Known(cards, terminals)
+            cards = {
+                key: tuple(app.brand for app in self._card(key).profile.applications)
+                for key in self.card_keys
+            }
+            try:
+                terminals = tuple(load_profiles(fixtures_dir() / "terminals.yaml"))
+            except (OSError, ValueError):  # no profiles at hand: a script may name none
+                terminals = ()
+            self._known_names = Known(cards, terminals)
+        return self._known_names
 
     async def _play(self, scenario: Scenario, steps: list[Action]) -> None:
         """Play the cardholder's steps in order, each once the terminal is ready for it."""

@@ -51,6 +51,7 @@ from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixture, KeyFixtureError, load_keys
 from harness.rig import factory_setup, inject_card_data_key
 from harness.rootcanal import RootCanal, RootCanalUnavailable, start_rootcanal
+from harness.scenarios.model import Known
 from harness.standalone.wallet import WALLET_FILE, CardWallet, WalletError
 from simulator.ble import BleTerminal, TerminalDataFolder
 from simulator.ble.storage import JournalError
@@ -129,6 +130,8 @@ class StandaloneTerminal:
                 f"(profils : {', '.join(profiles)})"
             )
         self.profile: TerminalProfile = profiles[options.profile]
+        #: what scenario scripts posted to the panel may name: these fixtures' cards and profiles
+        self.known = Known.of(self.catalogue, profiles)
         self.data_dir = options.data or DEFAULT_DATA_ROOT / f"terminal-{self.profile.serial}"
         self.rootcanal: RootCanal | None = None
         self.transport: Transport | None = None
@@ -282,6 +285,7 @@ class StandaloneTerminal:
             self.terminal,
             self.card,
             list(self.catalogue),
+            known=self.known,
             host=self.options.control_host,
             port=self.options.control_port,
         )

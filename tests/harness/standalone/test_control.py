@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from harness.leaks import pan_leaks
 from harness.rig import World, WorldConfig
+from harness.scenarios.model import Known
 from harness.standalone.control import CARD_LABELS, SEALED, ControlServer
 from simulator.terminal import format_amount
 
@@ -395,6 +396,22 @@ def test_an_invalid_scenario_is_a_400_that_says_where(api: Api) -> None:
     assert body["message"] == "Scénario invalide, ligne 1 : champ obligatoire absent : flow."
     assert "missing 'flow'" in body["reason"]
     assert error(api, "/api/scenario", {"texte": SCRIPT}) == (400, "invalid_field")
+
+
+def test_scripts_are_checked_against_the_names_the_server_was_given(world: World) -> None:
+    """The standalone terminal passes its own fixtures' cards and profiles: a script naming a
+    profile of the repository's terminals.yaml that those fixtures lack is refused."""
+    known = Known.of(world.catalogue, ["atelier"])
+    server = ControlServer(world.terminal, world.card, list(world.catalogue), known=known)
+    api = Api(world, server)
+    try:
+        script = SCRIPT.replace("flow:", "world: {terminal: standard}\nflow:")
+        status, body = api.post("/api/scenario", {"script": script})
+        assert (status, body["error"]) == (400, "invalid_scenario"), body
+        assert "'standard'" in body["reason"]
+        assert "atelier" in body["reason"]
+    finally:
+        api.close()
 
 
 # ---------------------------------------------------------------------- battery and link

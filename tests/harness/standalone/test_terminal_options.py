@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import sqlite3
 from pathlib import Path
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.standalone.terminal import LOCK_FILE
+from harness.fixtures import fixtures_dir
+from harness.standalone.terminal import LOCK_FILE, StandaloneTerminal, TerminalOptions
 from harness.standalone.wallet import WALLET_FILE
 from simulator.ble.storage import COUNTER_FILE, JOURNAL_FILE
+from simulator.cards import Catalogue
 
 
 @pytest.fixture
@@ -126,3 +129,21 @@ def test_a_data_folder_another_terminal_uses(
     # once it has gone, this one gets past the lock (and on to the transport, closed here)
     assert main(["terminal", "--transport", nowhere, "--data", str(data)]) == 2
     assert "déjà utilisé" not in capsys.readouterr().err
+
+
+def test_the_scenario_names_come_from_the_fixtures_given(tmp_path: Path, nowhere: str) -> None:
+    """Under ``--fixtures X`` the panel checks scripts against X's profiles and cards (read
+    once, at start), not the repository's."""
+    fixtures = tmp_path / "fixtures"
+    shutil.copytree(fixtures_dir(), fixtures)
+    terminals = fixtures / "terminals.yaml"
+    text = terminals.read_text(encoding="utf-8")
+    extra = text[text.index("  standard:") : text.index("\n\n", text.index("  standard:"))]
+    extra = extra.replace("  standard:", "  atelier:").replace("SIM0001", "SIM0999")
+    terminals.write_text(text.replace("terminals:\n", f"terminals:\n{extra}\n\n"), "utf-8")
+    options = TerminalOptions(transport=nowhere, data=tmp_path / "data", fixtures=fixtures)
+    known = StandaloneTerminal(options).known
+    assert "atelier" in known.terminals
+    assert "standard" in known.terminals
+    assert set(known.cards) == set(Catalogue.load(fixtures / "cards.yaml"))
+    assert "VISA" in known.cards["cb_visa"]
