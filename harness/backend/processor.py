@@ -94,10 +94,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from simulator.cards.card import RID_BRANDS
-from simulator.cards.cryptogram import CardCryptography, IssuerMasterKeys
+from simulator.cards.cryptogram import RID_BRANDS, CardCryptography, IssuerMasterKeys
 from simulator.protocol.carddata import (
     CardDataError,
     SensitiveCardData,
@@ -283,6 +282,20 @@ class Decision:
         return response_message(self.response_code)
 
 
+class _Authenticated(NamedTuple):
+    """A request's card the issuer knows and authenticated."""
+
+    data: SensitiveCardData
+    card: IssuerCard
+    masked_pan: str
+    state: CardState  # with the ATC of this request
+
+
+def _state_of(card: IssuerCard, card_states: Mapping[str, CardState] | None) -> CardState:
+    """The issuer's memory of ``card``: its entry in ``card_states``, else a fresh card's."""
+    return (card_states or {}).get(card.key) or card.initial_state()
+
+
 class Processor:
     """Opens card data with the terminal's key and decides as the card's issuer would."""
 
@@ -326,15 +339,10 @@ class Processor:
         :meth:`IssuerCard.initial_state`. Nothing is changed in place: the decision carries the
         card's new state.
         """
-        data = self._open(request)
-        masked = mask_pan(data.pan)
-        card = self._cards.get(data.pan)
-        if card is None:
-            return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
-        state = (card_states or {}).get(card.key) or card.initial_state()
-        failure, state = self._authenticate_card(card, data, request, state)
-        if failure is not None:
-            return self._refuse_card(card, masked, state, failure)
+        opened = self._open_and_authenticate(request, card_states)
+        if isinstance(opened, Decision):
+            return opened
+        data, card, masked, state = opened
         code, state = self._decide(card, state, request, data.pin, today)
         if request.cvm in PIN_CVMS:
             effect: CaptureEffect = "reset"
@@ -369,15 +377,10 @@ class Processor:
         """
         if request.amount_cents != 0:
             raise ValueError("an account verification is for a zero amount")
-        data = self._open(request)
-        masked = mask_pan(data.pan)
-        card = self._cards.get(data.pan)
-        if card is None:
-            return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
-        state = (card_states or {}).get(card.key) or card.initial_state()
-        failure, state = self._authenticate_card(card, data, request, state)
-        if failure is not None:
-            return self._refuse_card(card, masked, state, failure)
+        opened = self._open_and_authenticate(request, card_states)
+        if isinstance(opened, Decision):
+            return opened
+        data, card, masked, state = opened
         code, state = self._decide_verification(card, state, request, data.pin, today)
         verified = None
         if code == ACCOUNT_VERIFIED:
@@ -427,8 +430,7 @@ class Processor:
             card_data=None,
             cvm="none",
         )
-        state = (card_states or {}).get(card.key) or card.initial_state()
-        code, state = self._decide(card, state, request, None, today)
+        code, state = self._decide(card, _state_of(card, card_states), request, None, today)
         return Decision(
             response_code=code,
             masked_pan=mask_pan(card.pan),
@@ -436,6 +438,22 @@ class Processor:
             card_state=state,
             on_capture="none",
         )
+
+    def _open_and_authenticate(
+        self, request: AuthorisationRequest, card_states: Mapping[str, CardState] | None
+    ) -> _Authenticated | Decision:
+        """Open the card data (:class:`CardDataError` if it does not), find the card and
+        authenticate it: the card with its state after this ATC, or the decision refusing it
+        (``05`` for a card the issuer does not know, the cryptogram failure otherwise)."""
+        data = self._open(request)
+        masked = mask_pan(data.pan)
+        card = self._cards.get(data.pan)
+        if card is None:
+            return Decision(response_code=UNKNOWN_CARD, masked_pan=masked)
+        failure, state = self._authenticate_card(card, data, request, _state_of(card, card_states))
+        if failure is not None:
+            return self._refuse_card(card, masked, state, failure)
+        return _Authenticated(data, card, masked, state)
 
     def _cryptography(self, card: IssuerCard, pan_sequence: str) -> CardCryptography:
         """The card's ICC keys, derived from its issuer's master keys (kept per card)."""

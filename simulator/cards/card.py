@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from simulator.cards.cryptogram import RID_BRANDS as RID_BRANDS  # re-exported here
 from simulator.cards.cryptogram import CardCryptography, IssuerMasterKeys
 
 
@@ -40,13 +41,6 @@ class CatalogueError(ValueError):
     """A card definition that does not hold together; names the card and the field."""
 
 
-#: Registered application provider identifiers (the first 5 bytes of an AID) and their scheme.
-RID_BRANDS = {
-    "A000000042": "CB",
-    "A000000003": "VISA",
-    "A000000004": "MASTERCARD",
-    "A000000025": "AMEX",
-}
 CVM_METHODS = ("offline_pin", "online_pin")
 PIN_TRY_LIMIT = 3  # the issuer's PIN try limit; a right PIN resets the counter to it
 CARD_STATUSES = ("active", "lost", "stolen")

@@ -47,6 +47,14 @@ from enum import StrEnum
 from cryptography.utils import CryptographyDeprecationWarning
 from pyemv.cvn import MasterCardCVN16, VisaCVN18
 
+#: Registered application provider identifiers (the first 5 bytes of an AID) and their scheme:
+#: the card names its applications' brands with them, the issuer checks the selected one.
+RID_BRANDS = {
+    "A000000042": "CB",
+    "A000000003": "VISA",
+    "A000000004": "MASTERCARD",
+    "A000000025": "AMEX",
+}
 #: The EMV data elements the ARQC covers, in order (then 9F10, or the CVR it carries).
 ARQC_TAGS = ("9F02", "9F03", "9F1A", "95", "5F2A", "9A", "9C", "9F37", "82", "9F36")
 #: Response codes with which the issuer approves (a payment; a zero-amount verification).
@@ -200,6 +208,7 @@ def _binary(emv: Mapping[str, str], tag: str) -> bytes:
 
 __all__ = [
     "ARQC_TAGS",
+    "RID_BRANDS",
     "CardCryptography",
     "CryptogramError",
     "CryptogramVersion",

@@ -194,3 +194,10 @@ def test_tdes_deprecation_warnings_stay_inside_the_module() -> None:
         emv = card.read(EntryMode.CHIP, TXN).emv
         CardCryptography("VISA", KEYS, "4242424242424242").verify_arqc(emv)
     assert caught == []
+
+
+def test_the_card_model_and_the_issuer_share_one_table_of_rids() -> None:
+    from simulator.cards import card, cryptogram
+
+    assert card.RID_BRANDS is cryptogram.RID_BRANDS  # re-exported, not a copy
+    assert cryptogram.RID_BRANDS["A000000004"] == "MASTERCARD"
