@@ -61,6 +61,15 @@ ERROR_MEANINGS = {
 }
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX = 255
+#: An idempotency key: 1 to 255 printable ASCII characters, no space.
+IDEMPOTENCY_KEY_PATTERN = rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+#: Set on an answer replayed from an idempotency key.
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: The HTTP methods that change something: they take an idempotency key.
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: A response code the terminal reports: ISO 8583 field 39, two characters.
+RESPONSE_CODE_PATTERN = "^[0-9A-Z]{2}$"
 #: The operations that move money or card data: they require an Idempotency-Key (400
 #: idempotency_key_required without one). The server's other mutating operations honour one.
 KEYED_OPERATIONS: frozenset[tuple[str, str]] = frozenset(
@@ -351,7 +360,7 @@ RESULT_BODY: Schema = {
             "description": "the receipt copies the terminal printed, line by line",
             "properties": {copy: _array(_string()) for copy in RECEIPT_COPIES},
         },
-        "response_code": _string(pattern="^[0-9A-Z]{2}$"),
+        "response_code": _string(pattern=RESPONSE_CODE_PATTERN),
     },
 }
 
@@ -589,7 +598,7 @@ def _idempotency_key(required: bool) -> Schema:
         "required": required,
         "description": "one key per logical operation (a UUID 4), the same on every retry of "
         "it: a replay gets the first answer back (header Idempotent-Replayed: true)",
-        "schema": _string(pattern="^[\\x21-\\x7e]{1,255}$"),
+        "schema": _string(pattern=IDEMPOTENCY_KEY_PATTERN),
     }
 
 
@@ -597,7 +606,7 @@ def _declare_idempotency(paths: dict[str, dict[str, Any]]) -> None:
     """Every mutating operation takes the Idempotency-Key header; the keyed ones require it."""
     for path, operations in paths.items():
         for method, operation in operations.items():
-            if method not in ("post", "put", "patch", "delete"):
+            if method.upper() not in MUTATING_METHODS:
                 continue
             keyed = (method, path) in KEYED_OPERATIONS
             operation["parameters"] = [*operation.get("parameters", []), _idempotency_key(keyed)]
@@ -605,10 +614,9 @@ def _declare_idempotency(paths: dict[str, dict[str, Any]]) -> None:
             for code in (400, 422):
                 responses.setdefault(str(code), _json(_ref("Error"), ERROR_MEANINGS[code]))
             for answer in responses.values():  # a kept error is replayed as well
-                answer["headers"] = {REPLAYED: REPLAYED_HEADER_DOC}
+                answer["headers"] = {REPLAYED_HEADER: REPLAYED_HEADER_DOC}
 
 
-REPLAYED = "Idempotent-Replayed"
 REPLAYED_HEADER_DOC: Schema = {
     "description": "true when this is the answer first given to the same Idempotency-Key",
     "schema": _string(enum=["true"]),

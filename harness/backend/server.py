@@ -33,13 +33,22 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from harness.backend.faults import Fault, FaultPlan, Route
-from harness.backend.openapi import IDEMPOTENCY_HEADER, KEYED_OPERATIONS, openapi_document
+from harness.backend.openapi import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_MAX,
+    IDEMPOTENCY_KEY_PATTERN,
+    KEYED_OPERATIONS,
+    MUTATING_METHODS,
+    REPLAYED_HEADER,
+    RESPONSE_CODE_PATTERN,
+    openapi_document,
+)
 from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
     RECEIPT_COPIES,
@@ -53,7 +62,6 @@ from harness.backend.store import (
     Receipts,
     SavedCard,
     Terminal,
-    TerminalResult,
     invalid_field,
     redact_pans,
 )
@@ -108,10 +116,7 @@ LOGGED_BODY_LIMIT = 2000
 #: How long the backend remembers an idempotency key's answer (scenario time).
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: A key: 1 to 255 visible ASCII characters (the app sends a UUID 4).
-IDEMPOTENCY_KEY_MAX = 255
-IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
-#: Set on an answer replayed from an idempotency key.
-REPLAYED_HEADER = "Idempotent-Replayed"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -528,13 +533,9 @@ class BackendServer:
         payment = self.store.payment(request.match_info["payment_id"])
         body = await _json_object(request)
         authorisation = _authorisation_request(body)
-        try:
-            payment, decision = self.store.authorise(
-                payment.id, authorisation, self.processor, now=self._now()
-            )
-        except CardDataError as exc:
-            logger.info("card data refused for %s: %s", payment.id, exc)
-            raise _card_data_invalid() from exc
+        payment, decision = self.store.authorise(  # CardDataError: see _error_middleware
+            payment.id, authorisation, self.processor, now=self._now()
+        )
         return web.json_response(
             {
                 "transaction_id": payment.transaction_id,
@@ -550,10 +551,7 @@ class BackendServer:
     async def record_result(self, request: web.Request) -> web.Response:
         payment = self.store.payment(request.match_info["payment_id"])
         body = await _json_object(request)
-        result = body.get("result")
-        if result not in TERMINAL_RESULTS:
-            raise invalid_field("result")
-        terminal_result: TerminalResult = result
+        terminal_result = _choice(body, "result", TERMINAL_RESULTS)
         transaction_id = _text(body, "transaction_id")
         receipts = None if body.get("receipts") is None else Receipts.from_json(body["receipts"])
         code = body.get("response_code")
@@ -604,13 +602,9 @@ class BackendServer:
         capture = self.store.capture(request.match_info["capture_id"])
         body = await _json_object(request)
         verification = _authorisation_request(body)
-        try:
-            capture, decision = self.store.verify_card(
-                capture.id, verification, self.processor, now=self._now()
-            )
-        except CardDataError as exc:
-            logger.info("card data refused for %s: %s", capture.id, exc)
-            raise _card_data_invalid() from exc
+        capture, decision = self.store.verify_card(  # CardDataError: see _error_middleware
+            capture.id, verification, self.processor, now=self._now()
+        )
         return web.json_response(
             {
                 "transaction_id": capture.transaction_id,
@@ -624,10 +618,7 @@ class BackendServer:
     async def record_capture_result(self, request: web.Request) -> web.Response:
         capture = self.store.capture(request.match_info["capture_id"])
         body = await _json_object(request)
-        result = body.get("result")
-        if result not in TERMINAL_RESULTS:
-            raise invalid_field("result")
-        terminal_result: TerminalResult = result
+        terminal_result = _choice(body, "result", TERMINAL_RESULTS)
         capture = self.store.record_capture_result(
             capture.id, _text(body, "transaction_id"), terminal_result, now=self._now()
         )
@@ -719,10 +710,7 @@ def _routes(app: web.Application) -> Iterator[Route]:
             yield Route(route.name, route.method, route.resource.canonical)
 
 
-RESPONSE_CODE = re.compile(r"[0-9A-Z]{2}")  # ISO 8583 field 39
-
-
-MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RESPONSE_CODE = re.compile(RESPONSE_CODE_PATTERN)  # ISO 8583 field 39
 #: How an injected error answers (a real gateway's words); any other status: "http_error".
 INJECTED_ERRORS: Mapping[int, tuple[str, str]] = {
     500: ("internal_error", "Erreur interne du serveur."),
@@ -866,6 +854,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except BackendError as exc:
         return error_response(exc.code, exc.message, field=exc.field)
+    except CardDataError as exc:  # the terminal's sealed card data did not open
+        subject = next(iter(request.match_info.values()), request.path)  # payment or capture
+        logger.info("card data refused for %s: %s", subject, exc)
+        error = _card_data_invalid()
+        return error_response(error.code, error.message, field=error.field)
     except web.HTTPException as exc:
         if exc.status == 404:
             return error_response("not_found", "Ressource introuvable.")
@@ -936,11 +929,17 @@ def _text(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _choice(body: Mapping[str, Any], name: str, choices: tuple[str, ...], *, default: str) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(
+    body: Mapping[str, Any], name: str, choices: tuple[_Choice, ...], *, default: str | None = None
+) -> _Choice:
+    """``body[name]``, one of ``choices`` (``default`` when absent; no default: required)."""
     value = body.get(name, default)
     if value not in choices:
         raise invalid_field(name)
-    return str(value)
+    return choices[choices.index(value)]
 
 
 def _integer(body: Mapping[str, Any], name: str) -> int:

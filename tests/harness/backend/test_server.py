@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import logging
 import re
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -255,8 +256,9 @@ def test_authorised_then_aborted_on_the_terminal_is_reversed(
 
 
 def test_tampered_card_data_is_refused_and_changes_nothing(
-    backend: Backend, invoice: Invoice
+    backend: Backend, invoice: Invoice, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="harness.backend.server")
     payment = start(backend, invoice)
     blob = backend.authorisation_body(payment, VISA)["card_data"]
     ciphertext = bytearray(base64.b64decode(blob["ciphertext"]))
@@ -270,6 +272,9 @@ def test_tampered_card_data_is_refused_and_changes_nothing(
         assert_error(reply, 422, "card_data_invalid", "card_data")
     assert backend.get(f"/api/payments/{payment['payment_id']}").body == before
     assert backend.invoice(invoice.number)["attempts"] == []
+    refusals = [r.getMessage() for r in caplog.records if "card data refused" in r.getMessage()]
+    assert len(refusals) == 5
+    assert all(m.startswith(f"card data refused for {payment['payment_id']}: ") for m in refusals)
     assert backend.authorise(payment, VISA).body["approved"] is True  # the real blob still works
 
 
