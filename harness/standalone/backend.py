@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,15 +30,19 @@ from harness.backend.persistence import BackendDatabase, PersistenceError
 from harness.backend.seed import FixtureError, load_processor, load_seed_settings, seed_store
 from harness.fixtures import fixtures_dir
 from harness.keys import KeyFixtureError
+from harness.standalone.process import (
+    READY_LINE,
+    LockHeld,
+    Printer,
+    hold_lock,
+    print_line,
+    serve_until_signal,
+)
 from simulator.cards import CatalogueError
 
 log = logging.getLogger(__name__)
 
-#: The line printed once the backend listens.
-READY_LINE = "Prêt :"
 DEFAULT_DB = Path("tpe-sim-data") / "backend.sqlite"
-
-Printer = Callable[[str], None]
 
 
 @dataclass
@@ -57,10 +58,6 @@ def count(n: int, singular: str, plural: str) -> str:
     """``n`` things in French: singular for 0 and 1 (« 0 terminal associé », « 1 facture »),
     plural from 2 (« 2 terminaux associés »)."""
     return f"{n} {singular if n < 2 else plural}"
-
-
-def _print(text: str) -> None:
-    print(text, flush=True)
 
 
 class BackendStartError(Exception):
@@ -137,21 +134,13 @@ class StandaloneBackend:
         """Hold the database's lock file (exclusive ``flock``) until :meth:`stop` or the
         process ends; another backend holding it is a :class:`BackendStartError`."""
         path = lock_path(self.options.db)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self._lock_fd = hold_lock(path)
+        except LockHeld:
             raise BackendStartError(
                 f"la base {self.options.db} est déjà utilisée par un autre tpe-sim backend "
                 f"(verrou {path}) : arrêtez-le, ou choisissez un autre --db"
             ) from None
-        except OSError:
-            os.close(fd)
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a curious human
-        self._lock_fd = fd
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -201,29 +190,22 @@ class StandaloneBackend:
         ]
 
 
-async def serve(options: BackendOptions, out: Printer = _print) -> int:
+async def serve(options: BackendOptions, out: Printer = print_line) -> int:
     """Run until SIGINT or SIGTERM; 0 after a clean stop, 2 when it cannot start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(number, stop.set)
-    backend = StandaloneBackend(options)
-    try:
-        try:
-            await backend.start()
-        except BackendStartError as exc:
-            print(f"tpe-sim backend : {exc}", file=sys.stderr, flush=True)
-            return 2
-        for line in backend.describe():
-            out(line)
-        await stop.wait()
-        out("Arrêt du backend…")
-        await backend.stop()
-        out(f"Backend arrêté ; ses données restent dans {options.db.resolve()}")
-        return 0
-    finally:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(number)
+
+    async def start() -> StandaloneBackend:
+        backend = StandaloneBackend(options)
+        await backend.start()
+        return backend
+
+    return await serve_until_signal(
+        start,
+        BackendStartError,
+        command="backend",
+        stopping="Arrêt du backend…",
+        stopped=lambda _: f"Backend arrêté ; ses données restent dans {options.db.resolve()}",
+        out=out,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

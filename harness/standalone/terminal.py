@@ -28,14 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
 import os
 import signal
 import socket
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -52,6 +49,14 @@ from harness.keys import KeyFixture, KeyFixtureError, load_keys
 from harness.rig import factory_setup, inject_card_data_key
 from harness.rootcanal import RootCanal, RootCanalUnavailable, start_rootcanal
 from harness.scenarios.model import Known
+from harness.standalone.process import (
+    READY_LINE,
+    LockHeld,
+    Printer,
+    hold_lock,
+    print_line,
+    serve_until_signal,
+)
 from harness.standalone.wallet import WALLET_FILE, CardWallet, WalletError
 from simulator.ble import BleTerminal, TerminalDataFolder
 from simulator.ble.storage import JournalError
@@ -69,16 +74,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The line printed once the terminal advertises and the control API listens.
-READY_LINE = "Prêt :"
 DEFAULT_DATA_ROOT = Path("tpe-sim-data")
 #: messages kept in memory for inspection: a terminal runs for days (its control panel keeps
 #: its own bounded log)
 MESSAGE_LOG_SIZE = 1000
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOCK_FILE = "terminal.lock"
-
-Printer = Callable[[str], None]
 
 
 class StartError(Exception):
@@ -100,10 +101,6 @@ class TerminalOptions:
     snoop: Path | None = None
     #: configured at the factory for the fixtures' merchant: no first setup at association
     preconfigured: bool = False
-
-
-def _print(text: str) -> None:
-    print(text, flush=True)
 
 
 class StandaloneTerminal:
@@ -198,18 +195,13 @@ class StandaloneTerminal:
         if self._lock_fd is not None:
             return
         path = where / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self._lock_fd = hold_lock(path)
+        except LockHeld:
             raise StartError(
                 f"le dossier de données {where} est déjà utilisé par un autre tpe-sim terminal "
                 f"(verrou {path}) : arrêtez-le, ou choisissez un autre --data"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a curious human
-        self._lock_fd = fd
 
     def _check_control_port(self) -> None:
         """Refuse a control port already taken before the radio starts (the server's own
@@ -347,29 +339,24 @@ class StandaloneTerminal:
         return lines
 
 
-async def serve(options: TerminalOptions, out: Printer = _print) -> int:
-    """Run the terminal until SIGINT or SIGTERM; 0 after a clean stop, 2 if it cannot start."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for number in STOP_SIGNALS:  # Ctrl-C, kill, a closed terminal window or SSH session
-        loop.add_signal_handler(number, stop.set)
-    try:
-        try:
-            terminal = StandaloneTerminal(options)
-            await terminal.start()
-        except StartError as exc:
-            print(f"tpe-sim terminal : {exc}", file=sys.stderr, flush=True)
-            return 2
-        for line in terminal.describe():
-            out(line)
-        await stop.wait()
-        out("Arrêt du terminal…")
-        await terminal.stop()
-        out(f"Terminal arrêté ; ses données restent dans {terminal.data_dir.resolve()}")
-        return 0
-    finally:
-        for number in STOP_SIGNALS:
-            loop.remove_signal_handler(number)
+async def serve(options: TerminalOptions, out: Printer = print_line) -> int:
+    """Run the terminal until SIGINT, SIGTERM or SIGHUP; 0 after a clean stop, 2 if it cannot
+    start."""
+
+    async def start() -> StandaloneTerminal:
+        terminal = StandaloneTerminal(options)
+        await terminal.start()
+        return terminal
+
+    return await serve_until_signal(
+        start,
+        StartError,
+        command="terminal",
+        stopping="Arrêt du terminal…",
+        stopped=lambda t: f"Terminal arrêté ; ses données restent dans {t.data_dir.resolve()}",
+        out=out,
+        signals=STOP_SIGNALS,  # Ctrl-C, kill, a closed terminal window or SSH session
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
