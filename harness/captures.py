@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from simulator.protocol.framing import Reassembler
+
 BTSNOOP_MAGIC = b"btsnoop\0"
 DATALINK_H4 = 1002
 ATT_CID = 0x0004
 ATT_WRITE_REQUEST = 0x12
 ATT_HANDLE_VALUE_NOTIFICATION = 0x1B
-_FIRST, _LAST = 0x01, 0x02  # frame flags (simulator/protocol/framing.py)
+#: a capture shows what crossed the air: any length a frame header can declare
+CAPTURE_MAX_MESSAGE = 0xFFFF
 
 
 class CaptureError(ValueError):
@@ -93,7 +96,10 @@ def read_capture_file(path: Path) -> Capture:
 
 
 def _messages(pdus: list[tuple[int, int, bytes]]) -> list[CapturedMessage]:
-    streams: dict[int, bytes] = {0: b"", 1: b""}
+    """The protocol messages of the ATT writes and notifications, each direction's frames
+    joined by the protocol's own :class:`Reassembler`; what does not make a JSON object
+    (bad framing, bad JSON) is kept as an ``unreadable`` entry with the bytes at fault."""
+    streams = {direction: Reassembler(CAPTURE_MAX_MESSAGE) for direction in (0, 1)}
     messages = []
     for direction, cid, pdu in pdus:
         if (
@@ -109,17 +115,18 @@ def _messages(pdus: list[tuple[int, int, bytes]]) -> list[CapturedMessage]:
         frame = pdu[3:]  # opcode, attribute handle
         if not frame:
             continue
-        first, last = frame[0] & _FIRST, frame[0] & _LAST
-        streams[direction] += frame[5:] if first else frame[3:]
-        if last:
-            try:
-                decoded = json.loads(streams[direction])
-            except ValueError:
-                decoded = {"type": "?", "unreadable": streams[direction].hex()}
+        for event in streams[direction].feed(frame):
+            decoded: object
+            if isinstance(event, bytes):
+                try:
+                    decoded = json.loads(event)
+                except ValueError:
+                    decoded = {"type": "?", "unreadable": event.hex()}
+            else:  # a FramingError: the frame that showed it
+                decoded = {"type": "?", "unreadable": frame.hex(), "error": str(event)}
             if isinstance(decoded, dict):
                 # btsnoop flag bit 0: 0 = sent by the capturing device, 1 = received by it
                 messages.append(CapturedMessage("received" if direction else "sent", decoded))
-            streams[direction] = b""
     return messages
 
 

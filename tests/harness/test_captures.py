@@ -3,14 +3,22 @@ as btsnoop files Wireshark opens, holding the payment's ATT traffic and no card 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.captures import CaptureError, read_capture
+from harness.captures import (
+    ATT_CID,
+    ATT_WRITE_REQUEST,
+    CaptureError,
+    _messages,
+    read_capture,
+)
 from harness.cli import main
 from harness.rig import World, WorldConfig
+from simulator.protocol.framing import fragment
 
 pytest_plugins = ["pytester"]
 VISA_PAN = "4242424242424242"
@@ -108,3 +116,28 @@ def test_tpe_sim_capture_says_what_is_wrong_with_a_file(
     assert "absent.btsnoop" in err
     with pytest.raises(CaptureError, match="datalink 1001"):
         read_capture(b"btsnoop\0" + (1).to_bytes(4, "big") + (1001).to_bytes(4, "big"))
+
+
+def att_write(frame: bytes) -> tuple[int, int, bytes]:
+    """A sent ATT write request carrying ``frame`` (handle 0x0010)."""
+    return (0, ATT_CID, bytes([ATT_WRITE_REQUEST, 0x10, 0x00]) + frame)
+
+
+def test_frames_are_joined_and_bad_ones_kept_as_unreadable() -> None:
+    long = json.dumps({"type": "hello", "v": 1, "text": "x" * 60}).encode()
+    good = list(fragment(long, 1, 23))  # several frames at the minimum MTU
+    assert len(good) > 2
+    bad_json = list(fragment(b"{not json", 2, 23))
+    orphan = good[1]  # a continuation without its first fragment
+    pdus = [att_write(f) for f in [*good, *bad_json, orphan, *fragment(long, 3, 23)]]
+    messages = _messages(pdus)
+    assert messages[0].message["text"] == "x" * 60
+    assert messages[1].message == {"type": "?", "unreadable": b"{not json".hex()}
+    assert messages[2].message == {
+        "type": "?",
+        "unreadable": orphan.hex(),
+        "error": "continuation fragment without a first fragment",
+    }
+    assert messages[3].message["type"] == "hello"  # the next message is read again
+    assert len(messages) == 4
+    assert all(m.direction == "sent" for m in messages)
