@@ -51,6 +51,7 @@ from harness.backend.openapi import (
 )
 from harness.backend.processor import CVMS, AuthorisationRequest, Processor
 from harness.backend.store import (
+    AUTHORISATION_HOLD,
     RECEIPT_COPIES,
     TERMINAL_RESULTS,
     BackendError,
@@ -264,6 +265,8 @@ class BackendServer:
         #: called after every request that may have changed the store (any method but GET,
         #: HEAD, OPTIONS), once it is answered: the standalone backend saves its database
         self.after_change: list[Callable[[], None]] = []
+        #: per invoice, when its unconfirmed approval lapses (see :meth:`_lapse_later`)
+        self._lapse_timers: dict[str, asyncio.TimerHandle] = {}
         self._now = now
         self._host = host
         self._port = port
@@ -353,8 +356,27 @@ class BackendServer:
         if not self.faults.listening:
             self._set_listening(False)
 
+    def _lapse_later(self, invoice_number: str) -> None:
+        """The issuer lets an approval the terminal never confirmed lapse after
+        :data:`AUTHORISATION_HOLD`, whether or not anyone touches the invoice again."""
+        delay = AUTHORISATION_HOLD.total_seconds() + 1.0
+        earlier = self._lapse_timers.pop(invoice_number, None)
+        if earlier is not None:  # one approval held per invoice at a time: the newest counts
+            earlier.cancel()
+        loop = asyncio.get_running_loop()
+        self._lapse_timers[invoice_number] = loop.call_later(delay, self._lapse, invoice_number)
+
+    def _lapse(self, invoice_number: str) -> None:
+        self._lapse_timers.pop(invoice_number, None)
+        if self.store.release_stale_holds(invoice_number, self._now()):
+            for hook in self.after_change:  # the standalone backend saves it
+                hook()
+
     async def stop(self) -> None:
         """Close the listening socket and open connections, then clean the application up."""
+        for handle in self._lapse_timers.values():
+            handle.cancel()
+        self._lapse_timers.clear()
         if self._reopening is not None:
             await asyncio.gather(self._reopening, return_exceptions=True)
             self._reopening = None
@@ -536,6 +558,8 @@ class BackendServer:
         payment, decision = self.store.authorise(  # CardDataError: see _error_middleware
             payment.id, authorisation, self.processor, now=self._now()
         )
+        if payment.status == "authorised":
+            self._lapse_later(payment.invoice_number)
         return web.json_response(
             {
                 "transaction_id": payment.transaction_id,

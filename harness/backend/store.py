@@ -1025,6 +1025,14 @@ class BackendStore:
             None,
         )
 
+    def release_stale_holds(self, invoice_number: str, now: datetime) -> bool:
+        """Let the invoice's unconfirmed approvals older than :data:`AUTHORISATION_HOLD`
+        lapse (reversed); whether any did."""
+        invoice = self.invoice(invoice_number)
+        held = [p for p in invoice.payments if p.status == "authorised"]
+        self._release_stale_holds(invoice, now)
+        return any(p.status == "reversed" for p in held)
+
     def _release_stale_holds(self, invoice: Invoice, now: datetime) -> None:
         """An approval the terminal never confirmed (link lost, phone switched off) does not
         block the invoice for ever: after :data:`AUTHORISATION_HOLD` it is reversed, as an

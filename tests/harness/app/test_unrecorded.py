@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from harness.app import PhoneError
+from harness.backend.store import AUTHORISATION_HOLD
 from harness.rig import World, WorldConfig
 
 
@@ -203,4 +204,28 @@ def test_a_cancelled_approval_the_backend_could_not_record_says_nothing_is_charg
         assert world.finish_payment().invoice["status"] == "paid"
         statuses = [p.status for p in world.store.invoice(number).payments]
         assert statuses == ["reversed", "captured"]
+        assert world.store.check_invariants(settled=True) == []
+
+
+def test_an_approval_nobody_ever_confirms_lapses_on_its_own_after_the_hold() -> None:
+    """The phone stays out of reach for an hour after the bank approved: nobody touches the
+    invoice again, yet the issuer lets the hold lapse after 10 minutes — no money stays held
+    on an unpaid invoice."""
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.associate()
+        number = small_unpaid(world)
+
+        async def out_of_reach() -> None:
+            await world.out_of_range_now(3600)
+
+        world.at_moment("authorisation_request_sent", out_of_reach)
+        world.start_payment(number)
+        world.tap("visa")
+        with pytest.raises(PhoneError):
+            world.finish_payment()
+        held = world.store.invoice(number).payments
+        assert [p.status for p in held] == ["authorised"]  # the app could not say anything
+        world.wait(AUTHORISATION_HOLD.total_seconds() + 5)
+        assert [p.status for p in held] == ["reversed"]
+        assert world.store.invoice(number).status == "unpaid"
         assert world.store.check_invariants(settled=True) == []
