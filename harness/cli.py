@@ -17,10 +17,9 @@ from harness.app import PhoneError
 from harness.backend.seed import FixtureError
 from harness.keys import KeyFixtureError
 from harness.rig import World, WorldConfig, WorldTimeout
+from harness.standalone.app import STATUS_FR
 from simulator.cards import CatalogueError
 from simulator.terminal import CONTACTLESS_CEILING, ProfileError, TerminalError, format_amount
-
-STATUS_FR = {"paid": "payée", "unpaid": "impayée", "partially_paid": "partiellement payée"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,9 +47,10 @@ from harness.app import (
     VirtualPhone,
 )
 from harness.app.backend_client import BackendError
+from harness.rig import PHONE_ADDRESS
 
 DEFAULT_DATA = Path("tpe-sim-data") / "phone"
-PHONE_ADDRESS = "C0:99:88:77:66:01"
+#: an invoice's status as the technician reads it (``tpe-sim app``, ``tpe-sim demo``)
 STATUS_FR = {"paid": "payée", "unpaid": "impayée", "partially_paid": "partiellement payée"}
 #: Exit statuses (see the module docstring).
 FLOW_FAILED = 1
