@@ -464,7 +464,8 @@ class World:
         if key not in profiles:
             raise ProfileError(f"no terminal profile {key!r} in terminals.yaml")
         profile = profiles[key]
-        if profile.serial == self.profile.serial:
+        in_the_shop = [self.terminal, *self.other_terminals]
+        if any(t.engine.profile.serial == profile.serial for t in in_the_shop):
             raise ProfileError(f"terminal {profile.serial} is already in the shop")
         data = TerminalDataFolder(self.data_dir / f"terminal-{profile.serial}", profile.serial)
         setup, firmware = factory_setup(self.store.merchant, profile)
@@ -687,6 +688,8 @@ class World:
 
     async def out_of_range_now(self, seconds: float) -> None:
         """:meth:`out_of_range` from inside the loop (a fault at a named moment)."""
+        if not seconds >= 0:  # NaN too
+            raise ValueError(f"out of range for {seconds!r} s: must be 0 or more")
         link = self.link
         if not isinstance(link, LocalLink):
             raise NotImplementedError("out of range needs the local link (LocalLink)")

@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from harness.rig import World, WorldConfig, WorldTimeout
-from simulator.terminal import State, Timeouts
+from simulator.terminal import ProfileError, State, Timeouts
 
 
 def first_small_unpaid(world: World) -> str:
@@ -79,3 +79,14 @@ def test_world_closes_cleanly_leaving_no_task_or_warning() -> None:
     assert loop.is_closed()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning | RuntimeWarning)]
     assert asyncio.all_tasks(loop) == set()
+
+
+def test_a_terminal_cannot_be_added_twice_nor_a_phone_be_out_of_range_for_negative_time() -> None:
+    with World(WorldConfig(preconfigured=True)) as world:
+        world.add_terminal("autre_marchand")
+        with pytest.raises(ProfileError, match="SIM0005 is already in the shop"):
+            world.add_terminal("autre_marchand")
+        with pytest.raises(ProfileError, match="SIM0001 is already in the shop"):
+            world.add_terminal("standard")
+        with pytest.raises(ValueError, match="must be 0 or more"):
+            world.out_of_range(-5)
